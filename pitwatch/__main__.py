@@ -1,0 +1,5 @@
+import sys
+
+from pitwatch.cli import main
+
+sys.exit(main())

@@ -1,0 +1,305 @@
+"""The one config model: ``pitwatch.yml``, validated with pydantic.
+
+``load(path)`` returns a :class:`Config` or raises :class:`ConfigError` whose
+message is a single line naming the key and the problem.
+"""
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(value: object) -> float:
+    """'90s', '5m', '1h30m', '72h' or a number of seconds -> seconds (float)."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as 30s, 5m or 72h")
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    elif isinstance(value, str) and value and _DURATION.sub("", value.strip()) == "":
+        seconds = sum(float(n) * _UNITS[u] for n, u in _DURATION.findall(value))
+    else:
+        raise ValueError(f"invalid duration {value!r}: expected e.g. 30s, 5m, 72h")
+    if seconds < 0:
+        raise ValueError("a duration cannot be negative")
+    return seconds
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+MetricName = Annotated[str, Field(pattern=r"^[a-z_][a-z0-9_]*$")]
+
+
+def _listen(value: str) -> str:
+    host, sep, port = str(value).rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"expected HOST:PORT, got {value!r}")
+    return str(value)
+
+
+Listen = Annotated[str, BeforeValidator(_listen)]
+
+
+class Model(BaseModel):
+    # Unknown keys are typos until proven otherwise.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Platform(Model):
+    app_url: str = "http://127.0.0.1:5000"
+    health_path: str = "/health"
+    database: Path
+    releases_dir: Path | None = None
+    restart_command: list[str] = []
+    app_pid_file: Path | None = None  # the app process, for the system collector
+    redis_url: str | None = None
+    # How a release is switched: release folders + `current` symlink, or compose .env tag.
+    deploy: Literal["releases", "compose"] = "releases"
+    compose_file: Path | None = None
+    compose_env_file: Path | None = None
+    compose_service: str = "app"
+
+    @field_validator("app_url")
+    @classmethod
+    def _http(cls, v: str) -> str:
+        if not v.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return v.rstrip("/")
+
+    @model_validator(mode="after")
+    def _compose_needs_env(self) -> "Platform":
+        if self.deploy == "compose" and self.compose_env_file is None:
+            raise ValueError("deploy: compose needs compose_env_file")
+        return self
+
+
+class TradingQuery(Model):
+    """A business metric from SQL, sql_exporter style.
+
+    Every column but the last becomes a label; the last is the value.
+    The metric is ``pitwatch_trading_<name>``.
+    """
+
+    name: MetricName
+    sql: str
+    help: str = ""
+
+
+class Backups(Model):
+    snapshots_dir: Path
+    retention: Duration = parse_duration("72h")
+    keep_min: int = Field(default=3, ge=1)
+    litestream_config: Path | None = None
+    restore_test_interval: Duration = parse_duration("1h")
+
+
+class Security(Model):
+    auth_logs: list[Path] = []
+    # A line of an auth log that matches counts as one login failure.
+    auth_failure_pattern: str = r"(?i)(failed password|authentication failure|login failed|invalid user)"
+    fail2ban: bool = False
+    certificates: list[Path] = []
+    tls_endpoints: list[str] = []
+    header_probe_url: str | None = None  # default: the app's URL
+    required_headers: list[str] = [
+        "Strict-Transport-Security",
+        "Content-Security-Policy",
+        "X-Content-Type-Options",
+        "X-Frame-Options",
+        "Referrer-Policy",
+    ]
+    firewall: Literal["auto", "nftables", "iptables", "ufw", "off"] = "auto"
+    probe_interval: Duration = parse_duration("5m")
+
+    @field_validator("auth_failure_pattern")
+    @classmethod
+    def _regex(cls, v: str) -> str:
+        try:
+            re.compile(v)
+        except re.error as exc:
+            raise ValueError(f"not a regular expression: {exc}") from None
+        return v
+
+
+class Exporter(Model):
+    listen: Listen = "127.0.0.1:9108"
+    integrity_check_interval: Duration = parse_duration("5m")
+    # SQLite's quick_check reads every page: it runs in the background, never in a scrape.
+    quick_check_interval: Duration = parse_duration("30s")
+
+
+class PolicyRule(Model):
+    """Label matchers -> action, with the guards of DESIGN.md §5.2."""
+
+    name: MetricName
+    match: dict[str, str] = {}
+    match_re: dict[str, str] = {}
+    action: str  # rollback | restore | restart | a name from `actions`
+    cooldown: Duration = parse_duration("15m")
+    max_runs: int = Field(default=3, ge=1)
+    window: Duration = parse_duration("1h")
+    timeout: Duration = parse_duration("5m")
+    market_hours: Literal["allow", "deny", "dry_run"] = "allow"
+    dry_run: bool = False
+
+    @field_validator("match_re")
+    @classmethod
+    def _regexes(cls, v: dict[str, str]) -> dict[str, str]:
+        for label, pattern in v.items():
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"{label}: not a regular expression: {exc}") from None
+        return v
+
+
+class Remediation(Model):
+    listen: Listen = "127.0.0.1:9095"
+    auth: Literal["bearer", "none"] = "bearer"
+    token_file: Path | None = None
+    journal: Path
+    redis_url: str | None = None
+    workers: int = Field(default=2, ge=1, le=64)
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    # Extra named actions (argv lists, never a shell) beside the built-in ones.
+    actions: dict[str, list[str]] = {}
+    policy: list[PolicyRule] = []
+
+    @model_validator(mode="after")
+    def _auth(self) -> "Remediation":
+        if self.auth == "bearer" and self.token_file is None:
+            raise ValueError("token_file is required unless auth: none is set")
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key go together")
+        return self
+
+
+class Mail(Model):
+    smarthost: str = "127.0.0.1:25"
+    sender: str = "pitwatch@localhost"
+    to: list[str] = ["oncall@localhost"]
+    password_file: Path | None = None
+    require_tls: bool = False
+
+
+class Config(Model):
+    platform: Platform
+    trading_queries: list[TradingQuery] = []
+    backups: Backups | None = None
+    security: Security = Security()
+    exporter: Exporter = Exporter()
+    remediation: Remediation | None = None
+    mail: Mail | None = None
+    # Where the file was read from: relative paths resolve against its folder.
+    source: Path | None = Field(default=None, exclude=True)
+
+    @field_validator("trading_queries")
+    @classmethod
+    def _unique(cls, v: list[TradingQuery]) -> list[TradingQuery]:
+        names = [q.name for q in v]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"duplicate query name {dupes[0]!r}")
+        return v
+
+
+class ConfigError(Exception):
+    """A config problem, already phrased as one line for a person."""
+
+
+# Secrets may come from the environment instead of the file.
+ENV_OVERRIDES = {
+    "PITWATCH_WEBHOOK_TOKEN_FILE": ("remediation", "token_file"),
+    "PITWATCH_SMTP_PASSWORD_FILE": ("mail", "password_file"),
+}
+
+
+def _where(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def _resolve(raw: dict, base: Path) -> None:
+    """Make relative paths in known path fields relative to the config's folder."""
+
+    def fix(section: dict | None, key: str) -> None:
+        if isinstance(section, dict) and isinstance(section.get(key), str):
+            p = Path(os.path.expanduser(section[key]))
+            section[key] = str(p if p.is_absolute() else base / p)
+
+    def fix_list(section: dict | None, key: str) -> None:
+        if isinstance(section, dict) and isinstance(section.get(key), list):
+            section[key] = [
+                str(base / os.path.expanduser(p)) if isinstance(p, str) and not os.path.isabs(os.path.expanduser(p)) else p
+                for p in section[key]
+            ]
+
+    plat = raw.get("platform")
+    for key in ("database", "releases_dir", "app_pid_file", "compose_file", "compose_env_file"):
+        fix(plat, key)
+    for key in ("snapshots_dir", "litestream_config"):
+        fix(raw.get("backups"), key)
+    fix_list(raw.get("security"), "auth_logs")
+    fix_list(raw.get("security"), "certificates")
+    for key in ("token_file", "journal", "tls_cert", "tls_key"):
+        fix(raw.get("remediation"), key)
+    fix(raw.get("mail"), "password_file")
+
+
+def parse(raw: object, base: Path | None = None, source: Path | None = None) -> Config:
+    """Validate an already-parsed YAML document."""
+    if not isinstance(raw, dict):
+        raise ConfigError("the file must be a YAML mapping (key: value)")
+    for env, (section, key) in ENV_OVERRIDES.items():
+        if os.environ.get(env) and isinstance(raw.get(section), dict):
+            raw[section][key] = os.environ[env]
+    if base is not None:
+        _resolve(raw, base)
+    try:
+        return Config.model_validate({**raw, "source": source})
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        more = f" (and {len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
+        raise ConfigError(f"{_where(err['loc'])}: {msg}{more}") from None
+
+
+def load(path: str | os.PathLike) -> Config:
+    """Read and validate ``pitwatch.yml``; every failure is a one-line ConfigError."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise ConfigError(f"{path}:{where}: {problem}") from None
+    try:
+        return parse(raw, base=path.resolve().parent, source=path.resolve())
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
