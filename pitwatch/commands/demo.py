@@ -1,0 +1,121 @@
+"""``pitwatch demo``: the demo trading platform and the stack that watches it.
+
+    pitwatch demo DIR [--seconds N] [--rate R]     run everything (init DIR when needed)
+    pitwatch demo init DIR                         create the demo folder only
+    pitwatch demo app --config FILE                the trading app, in the foreground
+    pitwatch demo restart-app --config FILE        restart it (the config's restart_command)
+    pitwatch demo stop-app --config FILE           stop it by its pid file
+    pitwatch demo traffic --config FILE [--rate R] the traffic generator
+
+``demo`` takes either an action or a folder, so the actions are parsed by their own
+small parsers (a folder literally named like an action: write ``./init``).
+"""
+from __future__ import annotations
+
+import argparse
+
+from pitwatch.commands import add_config_option, load_config
+
+ACTIONS = {
+    "init": "create a self-contained demo platform folder (idempotent)",
+    "app": "run the demo trading app in the foreground (pid in platform.app_pid_file)",
+    "restart-app": "stop the running demo app by its pid file, start it again, wait for /health",
+    "stop-app": "stop the running demo app by its pid file",
+    "traffic": "send a realistic mix of requests to the demo app until stopped",
+}
+
+
+def register(sub) -> None:
+    epilog = "actions:\n" + "\n".join(f"  {name:<12} {help}" for name, help in ACTIONS.items())
+    epilog += "\n\n`pitwatch demo ACTION --help` tells more about each."
+    parser = sub.add_parser(
+        "demo", help="run the demo trading platform and its monitoring",
+        description="Run the demo platform: app, traffic and exporter as child processes, "
+                    "all on 127.0.0.1, state in DIR (created when missing). Ctrl-C or "
+                    "--seconds stops every child.",
+        epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter,
+        usage="pitwatch demo DIR [--seconds N] [--rate R]\n       pitwatch demo ACTION ...")
+    parser.add_argument("target", metavar="DIR|ACTION",
+                        help="the demo folder to run, or one of the actions below")
+    parser.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    parser.set_defaults(func=_dispatch)
+
+
+def _run_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="pitwatch demo DIR",
+                                description="Run the demo stack in DIR until Ctrl-C.")
+    p.add_argument("--seconds", type=float, default=None,
+                   help="stop everything after this many seconds (default: run until Ctrl-C)")
+    p.add_argument("--rate", type=float, default=5.0,
+                   help="requests per second of the traffic generator (default: 5)")
+    return p
+
+
+def _action_parser(action: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=f"pitwatch demo {action}", description=ACTIONS[action])
+    if action == "init":
+        p.add_argument("dir", help="the folder to create or complete")
+        return p
+    add_config_option(p)
+    if action == "app":
+        p.add_argument("--threads", type=int, default=8, help="waitress worker threads")
+    elif action == "restart-app":
+        p.add_argument("--timeout", type=float, default=30.0,
+                       help="seconds to wait for /health of the new process (default: 30)")
+    elif action == "traffic":
+        p.add_argument("--rate", type=float, default=5.0, help="requests per second (default: 5)")
+        p.add_argument("--seconds", type=float, default=None, help="stop after this many seconds")
+    return p
+
+
+def _dispatch(args) -> int:
+    if args.target in ACTIONS:
+        opts = _action_parser(args.target).parse_args(args.rest)
+        return {"init": _init, "app": _app, "restart-app": _restart, "stop-app": _stop,
+                "traffic": _traffic}[args.target](opts)
+    opts = _run_parser().parse_args(args.rest)
+    from pitwatch.demo import stack
+
+    return stack.run(args.target, seconds=opts.seconds, rate=opts.rate)
+
+
+def _init(opts) -> int:
+    from pitwatch.demo import platform
+
+    platform.init(opts.dir, echo=print)
+    return 0
+
+
+def _app(opts) -> int:
+    from pitwatch.demo import app
+
+    return app.serve(load_config(opts), threads=opts.threads)
+
+
+def _restart(opts) -> int:
+    from pitwatch.demo import lifecycle
+
+    result = lifecycle.restart(load_config(opts), timeout=opts.timeout)
+    print(result.message)
+    return 0 if result.healthy else 1
+
+
+def _stop(opts) -> int:
+    from pitwatch.demo import lifecycle
+
+    pid = lifecycle.stop(load_config(opts))
+    print(f"demo app pid {pid} stopped" if pid else "no demo app was running")
+    return 0
+
+
+def _traffic(opts) -> int:
+    import signal
+
+    from pitwatch.demo import traffic
+
+    gen = traffic.from_config(load_config(opts), rate=opts.rate)
+    signal.signal(signal.SIGTERM, lambda *_: gen.stopping.set())
+    gen.prime_prices()
+    stats = gen.run(seconds=opts.seconds)
+    print(f"traffic stopped: {dict(sorted(stats.items()))}")
+    return 0

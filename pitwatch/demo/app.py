@@ -1,0 +1,341 @@
+"""The demo trading app: a small Flask + SQLite futures trade log.
+
+``create_app(config)`` builds it for the release ``releases/current`` points at (read
+once, at start: a restart switches releases). ``serve(config)`` runs it under
+waitress in the foreground, with its pid in ``platform.app_pid_file``. For gunicorn:
+``gunicorn 'pitwatch.demo.app:from_env()'`` with ``PITWATCH_CONFIG`` set.
+
+Endpoints: ``POST /login``, ``POST /api/trades``, ``GET /api/positions``,
+``GET /api/chart/<symbol>?timeframe=1m|5m|1h|1d``, ``GET /health``, ``GET /metrics``.
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import math
+import os
+import random
+import re
+import signal
+import socket
+import sqlite3
+import threading
+import time
+from datetime import datetime
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from flask import Flask, g, jsonify, request
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from pitwatch.config import Config
+from pitwatch.demo import releases, store
+from pitwatch.demo.instruments import INSTRUMENTS
+
+log = logging.getLogger("pitwatch.demo.app")
+
+SECURITY_HEADERS = {
+    "Strict-Transport-Security": "max-age=31536000; includeSubDomains",
+    "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+ACCOUNT = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+MAX_QUANTITY = 10_000
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    return generate_password_hash("not-a-password")
+
+
+class BadRequest(Exception):
+    def __init__(self, field: str, problem: str):
+        super().__init__(f"{field}: {problem}")
+        self.field, self.problem = field, problem
+
+
+class NoMetrics:
+    """Stands in for AppMetrics when the app runs uninstrumented (the benchmark's baseline)."""
+
+    def __getattr__(self, name):
+        return lambda *a, **k: None
+
+    def db_query(self):
+        return contextlib.nullcontext()
+
+
+class AuthLog:
+    """Failed logins as sshd/pam-style lines, the format log tailers and fail2ban know.
+
+    The file is opened per line, so logrotate may move or truncate it at any time.
+    """
+
+    def __init__(self, path: Path | None):
+        self.path = path
+        self.host = socket.gethostname().split(".")[0]
+        self.lock = threading.Lock()
+
+    def failure(self, reason: str, user: str, ip: str) -> None:
+        if self.path is None:
+            return
+        user = re.sub(r"[^\x21-\x7e]", "?", user)[:64] or "?"  # no log injection
+        stamp = datetime.now().strftime("%b %d %H:%M:%S")
+        head = f"{stamp} {self.host} trading[{os.getpid()}]:"
+        if reason == "unknown_user":
+            line = f"{head} Failed password for invalid user {user} from {ip}"
+        elif reason == "locked":
+            line = (f"{head} pam_unix(trading:auth): authentication failure; "
+                    f"rhost={ip} user={user} (account locked)")
+        else:
+            line = f"{head} Failed password for {user} from {ip}"
+        with self.lock:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                with open(self.path, "a", encoding="utf-8") as fh:
+                    fh.write(line + "\n")
+            except OSError as exc:
+                log.warning("cannot write auth log %s: %s", self.path, exc)
+
+
+def _json_body() -> dict:
+    data = request.get_json(silent=True)
+    if data is None and request.form:
+        data = request.form.to_dict()
+    if not isinstance(data, dict):
+        raise BadRequest("body", "expected a JSON object")
+    return data
+
+
+def _validate_trade(data: dict) -> dict:
+    symbol = data.get("symbol")
+    if not isinstance(symbol, str) or symbol not in INSTRUMENTS:
+        raise BadRequest("symbol", f"expected one of {', '.join(INSTRUMENTS)}")
+    side = data.get("side")
+    if side not in ("buy", "sell"):
+        raise BadRequest("side", "expected 'buy' or 'sell'")
+    qty = data.get("quantity")
+    if isinstance(qty, bool) or not isinstance(qty, int) or not 0 < qty <= MAX_QUANTITY:
+        raise BadRequest("quantity", f"expected a whole number of contracts, 1 to {MAX_QUANTITY}")
+    price = data.get("price")
+    if isinstance(price, bool) or not isinstance(price, (int, float)) \
+            or not math.isfinite(price) or price <= 0:
+        raise BadRequest("price", "expected a positive number")
+    tick = INSTRUMENTS[symbol].tick
+    if abs(price / tick - round(price / tick)) > 1e-6:
+        raise BadRequest("price", f"not a multiple of the tick size {tick:g}")
+    account = data.get("account", "demo")
+    if not isinstance(account, str) or not ACCOUNT.match(account):
+        raise BadRequest("account", "expected 1-64 letters, digits, '_', '.' or '-'")
+    return {"symbol": symbol, "side": side, "quantity": qty, "price": float(price),
+            "account": account}
+
+
+def create_app(config: Config, instrument: bool = True) -> Flask:
+    plat = config.platform
+    release = releases.current(plat.releases_dir)
+    app = Flask("pitwatch.demo")
+    app.json.sort_keys = False
+    if instrument:
+        from exporters.flask import instrument as add_metrics
+
+        metrics = add_metrics(app, release.version, instruments=tuple(INSTRUMENTS))
+    else:
+        metrics = NoMetrics()
+    app.extensions["pitwatch"] = {"release": release, "metrics": metrics}
+    auth_log = AuthLog(config.security.auth_logs[0] if config.security.auth_logs else None)
+    redis_client = None
+    if plat.redis_url:
+        import redis
+
+        redis_client = redis.Redis.from_url(plat.redis_url, socket_timeout=1,
+                                            socket_connect_timeout=1)
+    last_db_log = {"kind": None, "at": 0.0}
+
+    def db() -> sqlite3.Connection:
+        if "db" not in g:
+            g.db = store.connect(plat.database)
+        return g.db
+
+    @app.teardown_appcontext
+    def _close_db(exc=None):
+        conn = g.pop("db", None)
+        if conn is not None:
+            conn.close()
+
+    @app.before_request
+    def _release_faults():
+        # A bad release misbehaves where users notice: the API, not /health.
+        if not request.path.startswith("/api/"):
+            return None
+        if release.extra_latency_ms:
+            time.sleep(release.extra_latency_ms / 1000 * random.uniform(0.8, 1.2))
+        if release.error_rate and random.random() < release.error_rate:
+            return jsonify(error="internal error", version=release.version), 500
+        return None
+
+    @app.after_request
+    def _headers(resp):
+        for name, value in SECURITY_HEADERS.items():
+            resp.headers.setdefault(name, value)
+        return resp
+
+    @app.errorhandler(BadRequest)
+    def _bad_request(exc: BadRequest):
+        return jsonify(error=str(exc), field=exc.field), 400
+
+    @app.errorhandler(sqlite3.Error)
+    def _db_error(exc: sqlite3.Error):
+        kind = store.error_kind(exc)
+        metrics.db_error(kind)
+        now = time.monotonic()
+        # One line per kind change or per minute, not one per request of a busy app.
+        if kind != last_db_log["kind"] or now - last_db_log["at"] > 60:
+            log.error("database error (%s): %s", kind, exc)
+            last_db_log.update(kind=kind, at=now)
+        status = 500 if kind == "other" else 503
+        return jsonify(error=f"database error: {kind}"), status
+
+    @app.get("/")
+    def index():
+        return jsonify(service="demo futures trading platform", version=release.version,
+                       endpoints=["POST /login", "POST /api/trades", "GET /api/positions",
+                                  "GET /api/chart/<symbol>?timeframe=1m|5m|1h|1d",
+                                  "GET /health", "GET /metrics"])
+
+    @app.post("/login")
+    def login():
+        data = _json_body()
+        user, password = data.get("username"), data.get("password")
+        if not isinstance(user, str) or not user:
+            raise BadRequest("username", "required")
+        if not isinstance(password, str) or not password:
+            raise BadRequest("password", "required")
+        with metrics.db_query():
+            row = db().execute("select password_hash, locked from users where username = ?",
+                               (user,)).fetchone()
+        if row is None:
+            check_password_hash(_dummy_hash(), password)  # same cost: timing hides who exists
+            reason = "unknown_user"
+        elif row["locked"]:
+            reason = "locked"
+        elif not check_password_hash(row["password_hash"], password):
+            reason = "bad_password"
+        else:
+            return jsonify(ok=True, username=user)
+        metrics.login_failure(reason)
+        auth_log.failure(reason, user, request.remote_addr or "?")
+        # The same answer for every reason: no hint which usernames exist.
+        return jsonify(error="invalid username or password"), 401
+
+    @app.post("/api/trades")
+    def create_trade():
+        trade = _validate_trade(_json_body())
+        with metrics.db_query():
+            result = store.record_trade(db(), **trade)
+        metrics.trade_processed(trade["symbol"])
+        if result["position_opened"]:
+            metrics.position_opened()
+        return jsonify(**trade, **result), 201
+
+    @app.get("/api/positions")
+    def positions():
+        account = request.args.get("account")
+        if account is not None and not ACCOUNT.match(account):
+            raise BadRequest("account", "expected 1-64 letters, digits, '_', '.' or '-'")
+        with metrics.db_query():
+            rows = store.open_positions(db(), account)
+        return jsonify(positions=rows, count=len(rows))
+
+    @app.get("/api/chart/<symbol>")
+    def chart(symbol: str):
+        timeframe = request.args.get("timeframe", "1m")
+        metrics.chart_request(timeframe)
+        if timeframe not in store.TIMEFRAME_SECONDS:
+            raise BadRequest("timeframe", f"expected one of {', '.join(store.TIMEFRAME_SECONDS)}")
+        if symbol not in INSTRUMENTS:
+            return jsonify(error=f"unknown symbol {symbol[:16]!r}", field="symbol"), 404
+        with metrics.db_query():
+            bars = store.ohlc(db(), symbol, timeframe)
+        return jsonify(symbol=symbol, timeframe=timeframe, bars=bars)
+
+    @app.get("/health")
+    def health():
+        checks, problems = {}, []
+        try:
+            with metrics.db_query():
+                checks["database"] = store.health_probe(db())
+        except sqlite3.Error as exc:
+            metrics.db_error(store.error_kind(exc))
+            checks["database"] = "fail"
+            problems.append(f"database: {exc}")
+        if redis_client is not None:
+            try:
+                redis_client.ping()
+                checks["redis"] = "ok"
+            except Exception as exc:  # any client error means "not usable"
+                checks["redis"] = "fail"
+                problems.append(f"redis: {exc}")
+        body = {"status": "fail" if problems else "ok", "version": release.version,
+                "checks": checks}
+        if problems:
+            body["reason"] = "; ".join(problems)
+            return jsonify(body), 503
+        return jsonify(body)
+
+    return app
+
+
+def from_env() -> Flask:
+    """Factory for gunicorn: ``gunicorn 'pitwatch.demo.app:from_env()'``."""
+    from pitwatch import config
+
+    return create_app(config.load(os.environ["PITWATCH_CONFIG"]))
+
+
+def listen_address(app_url: str) -> tuple[str, int]:
+    parts = urlsplit(app_url)
+    return parts.hostname or "127.0.0.1", parts.port or (443 if parts.scheme == "https" else 80)
+
+
+def serve(config: Config, threads: int = 8) -> int:
+    """Run the app under waitress until SIGTERM/SIGINT; keep the pid file while up."""
+    from waitress.server import create_server
+
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)  # one warning per queued request
+    app = create_app(config)
+    host, port = listen_address(config.platform.app_url)
+    try:
+        # X-Forwarded-For is believed only from a proxy on this host (waitress applies it).
+        server = create_server(app, host=host, port=port, threads=threads,
+                               trusted_proxy="127.0.0.1", trusted_proxy_count=1,
+                               trusted_proxy_headers={"x-forwarded-for"})  # binds now
+    except OSError as exc:
+        log.error("cannot listen on %s:%d: %s", host, port, exc.strerror or exc)
+        return 1
+    pid_file = config.platform.app_pid_file
+    if pid_file:
+        pid_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = pid_file.with_suffix(".tmp")
+        tmp.write_text(f"{os.getpid()}\n")
+        os.replace(tmp, pid_file)
+
+    def stop(signum, frame):
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+    version = app.extensions["pitwatch"]["release"].version
+    log.info("serving release %s on http://%s:%d (pid %d)", version, host, port, os.getpid())
+    try:
+        server.run()
+    except (SystemExit, KeyboardInterrupt):
+        pass
+    finally:
+        server.close()
+        if pid_file and pid_file.exists() and pid_file.read_text().strip() == str(os.getpid()):
+            pid_file.unlink()
+        log.info("stopped")
+    return 0

@@ -1,0 +1,107 @@
+"""Start, stop and restart the demo app as a service manager would: by its pid file.
+
+``restart(config)`` is what the demo config's ``restart_command`` runs
+(``pitwatch demo restart-app --config FILE``): TERM the running app (KILL after a
+grace period), start a new detached one that reads ``releases/current`` afresh, and
+wait for its /health. The new process is in its own session, so a remediation
+timeout that kills the restart command's process group leaves the app alone.
+"""
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+from pitwatch.config import Config
+from pitwatch.procs import http_ok
+
+
+@dataclass
+class RestartResult:
+    old_pid: int | None
+    new_pid: int
+    healthy: bool
+    seconds: float
+    message: str
+
+
+def app_log(config: Config) -> Path:
+    base = config.source.parent if config.source else Path.cwd()
+    return base / "logs" / "app.log"
+
+
+def running_pid(config: Config) -> int | None:
+    """The pid in ``app_pid_file`` if that process is alive and is a pitwatch demo app."""
+    pid_file = config.platform.app_pid_file
+    try:
+        pid = int(pid_file.read_text().strip()) if pid_file else 0
+    except (OSError, ValueError):
+        return None
+    try:
+        argv = psutil.Process(pid).cmdline()
+    except (psutil.Error, ValueError):
+        return None
+    # A recycled pid must never be killed by mistake: it must be `... demo app ...`.
+    is_app = any(a == "demo" and b == "app" for a, b in zip(argv, argv[1:]))
+    return pid if is_app else None
+
+
+def stop(config: Config, grace: float = 10.0) -> int | None:
+    """Stop the running app (TERM, then KILL); return its pid, or None if none ran."""
+    pid = running_pid(config)
+    if pid is None:
+        return None
+    proc = psutil.Process(pid)
+    try:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(grace)
+    except psutil.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+    except psutil.NoSuchProcess:
+        pass
+    pid_file = config.platform.app_pid_file
+    if pid_file and pid_file.exists() and pid_file.read_text().strip() == str(pid):
+        pid_file.unlink()
+    return pid
+
+
+def start(config: Config, timeout: float = 30.0) -> tuple[subprocess.Popen, bool]:
+    """Start a detached app; return it and whether /health answered 200 in time."""
+    if config.source is None:
+        raise ValueError("the config must be loaded from a file to start the app")
+    log = app_log(config)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "pitwatch", "demo", "app", "--config", str(config.source)],
+            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True, cwd=config.source.parent)
+    health = config.platform.app_url + config.platform.health_path
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            return proc, False
+        if http_ok(health, timeout=2):
+            return proc, True
+        time.sleep(0.1)
+    return proc, False
+
+
+def restart(config: Config, timeout: float = 30.0) -> RestartResult:
+    began = time.monotonic()
+    old = stop(config)
+    proc, healthy = start(config, timeout)
+    took = time.monotonic() - began
+    if healthy:
+        msg = f"demo app restarted: pid {old or '-'} -> {proc.pid}, healthy after {took:.1f}s"
+    elif proc.poll() is not None:
+        msg = f"demo app exited with {proc.returncode} at start; see {app_log(config)}"
+    else:
+        msg = f"demo app (pid {proc.pid}) not healthy after {timeout:.0f}s; see {app_log(config)}"
+    return RestartResult(old, proc.pid, healthy, took, msg)

@@ -1,0 +1,157 @@
+"""``pitwatch demo DIR``: the demo platform and its watchers as child processes.
+
+The stack is a list of :class:`Component` specs, started in order, each waited for
+until ready. Adding Prometheus, Alertmanager, Litestream, the remediator or an SMTP
+sink means adding a spec to :func:`components`. What runs is written to
+``DIR/run/stack.json`` (name, pid, url) for drills and tests.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from pitwatch import config as config_mod
+from pitwatch.config import Config
+from pitwatch.demo import lifecycle, platform
+from pitwatch.procs import Child, wait_http
+
+PITWATCH = [sys.executable, "-m", "pitwatch"]
+
+
+@dataclass
+class Component:
+    name: str
+    argv: list[str]
+    url: str = ""  # shown to the person running the demo
+    ready_url: str | None = None  # polled until 2xx; None: alive after a moment is ready
+    ready_timeout: float = 30.0
+    env: dict[str, str] = field(default_factory=dict)
+    available: bool = True  # False: listed as skipped (e.g. a command not installed)
+    why_unavailable: str = ""
+
+
+def _has_command(module: str) -> bool:
+    return importlib.util.find_spec(f"pitwatch.commands.{module}") is not None
+
+
+def components(cfg: Config, config_path: Path, rate: float = 5.0) -> list[Component]:
+    app = cfg.platform.app_url
+    exporter = f"http://{cfg.exporter.listen}"
+    cfg_arg = ["--config", str(config_path)]
+    return [
+        Component("app", PITWATCH + ["demo", "app", *cfg_arg], url=app,
+                  ready_url=app + cfg.platform.health_path),
+        Component("exporter", PITWATCH + ["exporter", *cfg_arg], url=exporter + "/metrics",
+                  ready_url=exporter + "/metrics", available=_has_command("exporter"),
+                  why_unavailable="`pitwatch exporter` is not installed"),
+        Component("traffic", PITWATCH + ["demo", "traffic", *cfg_arg, "--rate", str(rate)],
+                  url=f"{rate:g} req/s -> {app}"),
+    ]
+
+
+class Stack:
+    def __init__(self, root: Path, cfg: Config, specs: list[Component],
+                 echo: Callable[[str], None] = print):
+        self.root, self.cfg, self.specs, self.echo = root, cfg, specs, echo
+        self.children: dict[str, Child] = {}
+
+    def start(self) -> None:
+        logs = self.root / "logs"
+        logs.mkdir(exist_ok=True)
+        for spec in self.specs:
+            if not spec.available:
+                continue
+            # The venv's bin (litestream, pitwatch) first, as when it is activated.
+            path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+            child = Child(spec.name, spec.argv, log=logs / f"{spec.name}.log",
+                          env={"PATH": path, **spec.env}, cwd=self.root)
+            self.children[spec.name] = child
+            if spec.ready_url:
+                wait_http(spec.ready_url, spec.ready_timeout, proc=child)
+            else:
+                time.sleep(1.0)
+                if child.poll() is not None:
+                    raise RuntimeError(f"{spec.name} exited with {child.poll()}{child.tail()}")
+        self._write_state()
+
+    def _write_state(self) -> None:
+        state = [{"name": s.name, "pid": self.children[s.name].pid if s.name in self.children
+                  else None, "url": s.url, "log": f"logs/{s.name}.log",
+                  "running": s.name in self.children} for s in self.specs]
+        path = self.root / "run" / "stack.json"
+        path.parent.mkdir(exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"components": state}, indent=2) + "\n")
+        tmp.replace(path)
+
+    def table(self) -> str:
+        rows = [("COMPONENT", "PID", "URL / WHAT", "LOG")]
+        for s in self.specs:
+            child = self.children.get(s.name)
+            if child:
+                rows.append((s.name, str(child.pid), s.url, f"logs/{s.name}.log"))
+            else:
+                rows.append((s.name, "-", f"skipped: {s.why_unavailable}", ""))
+        widths = [max(len(r[i]) for r in rows) for i in range(4)]
+        return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
+
+    def watch(self, seconds: float | None) -> None:
+        end = None if seconds is None else time.monotonic() + seconds
+        reported: set[str] = set()
+        while end is None or time.monotonic() < end:
+            time.sleep(0.5)
+            for name, child in self.children.items():
+                if child.poll() is None or name in reported:
+                    continue
+                reported.add(name)
+                # A restart by the remediation replaces the app process: not a failure.
+                if name == "app" and lifecycle.running_pid(self.cfg):
+                    self.echo(f"app pid {child.pid} was replaced by pid "
+                              f"{lifecycle.running_pid(self.cfg)} (restart)")
+                else:
+                    self.echo(f"{name} exited with {child.poll()}; see logs/{name}.log")
+
+    def stop(self) -> None:
+        for name in reversed(list(self.children)):
+            self.children[name].stop()
+        # The app may have been restarted outside our children (restart_command).
+        lifecycle.stop(self.cfg)
+
+
+def run(directory: str | Path, seconds: float | None = None, rate: float = 5.0,
+        echo: Callable[[str], None] = print) -> int:
+    root = Path(directory).resolve()
+    config_path = platform.init(root, echo=echo)
+    cfg = config_mod.load(config_path)
+    if lifecycle.running_pid(cfg):
+        echo(f"a demo app is already running (pid {lifecycle.running_pid(cfg)}); stop it with "
+             f"`pitwatch demo stop-app --config {config_path}`")
+        return 1
+    stack = Stack(root, cfg, components(cfg, config_path, rate=rate), echo=echo)
+
+    def terminate(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        stack.start()
+        echo(stack.table())
+        echo("running " + (f"for {seconds:g}s" if seconds else "until Ctrl-C"))
+        stack.watch(seconds)
+    except KeyboardInterrupt:
+        echo("stopping")
+    except (RuntimeError, TimeoutError) as exc:
+        echo(f"demo failed to start: {exc}")
+        return 1
+    finally:
+        stack.stop()
+        signal.signal(signal.SIGTERM, previous)
+    echo("all components stopped")
+    return 0
