@@ -1,0 +1,84 @@
+"""From a :class:`pitwatch.config.Config` to the collectors and their registry.
+
+``build_registry(cfg)`` is the one place that decides which collectors a platform
+gets; the exporter process, ``pitwatch check`` and the tests all use it.
+"""
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, ProcessCollector
+
+from exporters.backup import BackupCollector
+from exporters.base import Combined, Concern, Periodic
+from exporters.database import DatabaseCollector
+from exporters.market import MarketCollector
+from exporters.security import SecurityCollector
+from exporters.system import SystemCollector
+from exporters.trading import TradingCollector
+from pitwatch.config import Config
+
+
+class ExporterRegistry(CollectorRegistry):
+    """A registry holding the pitwatch collectors, plus control of their background checks."""
+
+    def __init__(self, concerns: list[Concern], process_metrics: bool = True):
+        super().__init__()
+        self.concerns = concerns
+        self.register(Combined(concerns))
+        if process_metrics:  # the exporter's own process_* metrics (memory, fds)
+            ProcessCollector(registry=self)
+
+    def concern(self, name: str) -> Concern:
+        return next(c for c in self.concerns if c.name == name)
+
+    def checks(self) -> list[Periodic]:
+        return [check for concern in self.concerns for check in concern.checks()]
+
+    def start(self) -> None:
+        """Start every background check on its own schedule."""
+        for check in self.checks():
+            check.start()
+
+    def stop(self) -> None:
+        for check in self.checks():
+            check.stop()
+
+    def details(self) -> dict[str, str]:
+        """Background-check details of every concern, keyed ``concern:check``."""
+        return {f"{c.name}:{k}": v for c in self.concerns for k, v in c.details().items()}
+
+    def run_checks_once(self) -> None:
+        """Run every background check now, in this thread (``pitwatch check``, tests)."""
+        for check in self.checks():
+            check.run_once()
+
+
+def build_concerns(cfg: Config) -> list[Concern]:
+    plat, sec = cfg.platform, cfg.security
+    concerns: list[Concern] = [
+        MarketCollector(),
+        TradingCollector(plat.database, cfg.trading_queries),
+        DatabaseCollector(plat.database, cfg.exporter.quick_check_interval,
+                          cfg.exporter.integrity_check_interval),
+    ]
+    volumes = {"database": plat.database.parent}
+    if cfg.backups is not None:
+        concerns.append(BackupCollector(plat.database, cfg.backups.snapshots_dir,
+                                        cfg.backups.litestream_config,
+                                        cfg.backups.restore_test_interval))
+        volumes["backups"] = cfg.backups.snapshots_dir
+    concerns.append(SecurityCollector(
+        auth_logs=sec.auth_logs, failure_pattern=sec.auth_failure_pattern,
+        certificates=sec.certificates, tls_endpoints=sec.tls_endpoints,
+        header_url=sec.header_probe_url or plat.app_url, required_headers=sec.required_headers,
+        fail2ban=sec.fail2ban, firewall=sec.firewall, probe_interval=sec.probe_interval))
+    concerns.append(SystemCollector(plat.app_pid_file, volumes))
+    if plat.redis_url:
+        from exporters.redis import RedisCollector  # redis-py costs ~18 MB: only when used
+
+        concerns.append(RedisCollector(plat.redis_url))
+    return concerns
+
+
+def build_registry(cfg: Config, process_metrics: bool = True) -> ExporterRegistry:
+    """The registry for ``cfg``; call ``.start()`` for the background checks."""
+    return ExporterRegistry(build_concerns(cfg), process_metrics=process_metrics)
