@@ -1,0 +1,181 @@
+"""What every board repeats: the datasource variable, panel constructors, links, layout.
+
+Boards stay declarative: a module lists its panels in reading order and
+:func:`board` lays them out left to right, wrapping at Grafana's 24 columns.
+"""
+from __future__ import annotations
+
+import attr
+from grafanalib.core import (
+    GRAPH_TOOLTIP_MODE_SHARED_CROSSHAIR,
+    Dashboard,
+    DashboardLink,
+    GridPos,
+    Stat,
+    Target,
+    Template,
+    Templating,
+    Time,
+    TimeSeries,
+)
+
+from dashboards import units
+from dashboards.slo import Slo
+
+# The provisioned datasource (compose/grafana/provisioning/datasources/prometheus.yml).
+DATASOURCE_UID = "pitwatch-prometheus"
+DATASOURCE_NAME = "Prometheus"
+# Panels follow the `datasource` variable, so a board also works against another
+# Prometheus (e.g. a long-term store) picked in the drop-down.
+DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
+
+# Where alerts/runbook.md is read by a person; anchors are the alert names.
+RUNBOOK_URL = "https://github.com/pitwatch/pitwatch/blob/main/alerts/runbook.md"
+
+TAG = "pitwatch"
+UID_PREFIX = "pitwatch-"
+# Grafana's dashboard JSON model version these boards are written for (Grafana 9+).
+SCHEMA_VERSION = 36
+COLUMNS = 24
+
+GREEN, ORANGE, RED, BLUE = "green", "orange", "red", "blue"
+
+
+def uid(name: str) -> str:
+    return UID_PREFIX + name
+
+
+def runbook_url(alertname: str) -> str:
+    # GitHub's anchor for a "## AlertName" heading is the lower-cased name.
+    return f"{RUNBOOK_URL}#{alertname.lower()}"
+
+
+def runbook_link(alertname: str) -> dict:
+    return {"title": f"Runbook: {alertname}", "url": runbook_url(alertname), "targetBlank": True}
+
+
+def board_link(name: str, title: str) -> dict:
+    """A panel link to another board, keeping the time range and the datasource."""
+    return {
+        "title": f"{title} board",
+        "url": f"/d/{uid(name)}?${{__url_time_range}}&${{datasource:queryparam}}",
+        "targetBlank": False,
+    }
+
+
+def datasource_variable() -> Template:
+    return Template(name="datasource", label="Data source", type="datasource",
+                    query="prometheus", default=DATASOURCE_NAME)
+
+
+def target(expr: str, legend: str = "", ref: str = "A") -> Target:
+    return Target(expr=expr, legendFormat=legend, refId=ref, datasource=DATASOURCE,
+                  intervalFactor=1)
+
+
+def targets(*pairs: tuple[str, str]) -> list[Target]:
+    """``(expr, legend)`` pairs -> targets A, B, C, ..."""
+    return [target(expr, legend, chr(ord("A") + i)) for i, (expr, legend) in enumerate(pairs)]
+
+
+def steps(base: str = GREEN, *levels: tuple[float, str]) -> list[dict]:
+    """Grafana threshold steps: the base colour, then (value, colour) ascending."""
+    out = [{"color": base, "value": None}]
+    out += [{"color": color, "value": float(value)} for value, color in sorted(levels)]
+    return out
+
+
+def slo_steps(*slos: Slo, scale: float = 1.0) -> list[dict]:
+    """Threshold steps from SLOs of one quantity (e.g. TLS warning + critical).
+
+    ``scale`` converts the SLO's base unit to the panel's (1000 for milliseconds).
+    """
+    directions = {s.bad_when for s in slos}
+    if len(directions) != 1:
+        raise ValueError("SLOs of one panel must agree on their direction")
+    values = sorted(s.value * scale for s in slos)
+    if directions == {"above"}:
+        # green until the first threshold, red from the last one, orange between.
+        colours = [ORANGE] * (len(values) - 1) + [RED]
+        return steps(GREEN, *zip(values, colours))
+    colours = [ORANGE] * (len(values) - 1) + [GREEN]
+    return steps(RED, *zip(values, colours))
+
+
+def _size(w: int, h: int) -> GridPos:
+    return GridPos(h=h, w=w, x=0, y=0)
+
+
+def stat(title: str, description: str, exprs: list[Target] | str, unit: str, *,
+         thresholds: list[dict] | None = None, links: list[dict] = (), w: int = 6, h: int = 4,
+         graph: bool = True, mappings: list[dict] = (), text: str = "auto") -> Stat:
+    """A big number (the last value), coloured by ``thresholds``."""
+    return Stat(
+        title=title, description=description, dataSource=DATASOURCE,
+        targets=[target(exprs)] if isinstance(exprs, str) else list(exprs),
+        format=unit, thresholds=thresholds or steps(BLUE), links=list(links),
+        reduceCalc="lastNotNull", graphMode="area" if graph else "none",
+        colorMode="value", noValue="No data", mappings=list(mappings), gridPos=_size(w, h),
+        textMode=text,
+    )
+
+
+def timeseries(title: str, description: str, exprs: list[Target] | str, unit: str, *,
+               thresholds: list[dict] | None = None, links: list[dict] = (), w: int = 12,
+               h: int = 8, stack: bool = False, min_zero: bool = True) -> TimeSeries:
+    """Lines over time; SLO thresholds are drawn as dashed lines."""
+    return TimeSeries(
+        title=title, description=description, dataSource=DATASOURCE,
+        targets=[target(exprs)] if isinstance(exprs, str) else list(exprs),
+        unit=unit, thresholds=thresholds or steps(GREEN), links=list(links),
+        thresholdsStyleMode="dashed" if thresholds else "off",
+        stacking={"mode": "normal", "group": "A"} if stack else {},
+        fillOpacity=30 if stack else 10, valueMin=0 if min_zero else None,
+        legendDisplayMode="list", tooltipMode="multi", gridPos=_size(w, h),
+    )
+
+
+# For TIME_AGO panels whose query falls back to 0 when nothing happened yet.
+NEVER = [{"type": "value", "options": {"0": {"text": "never", "index": 0}}}]
+
+
+def _place(panels: list) -> list:
+    """Flow panels left to right and top to bottom; number them 1, 2, 3, ..."""
+    placed, x, y, row_height = [], 0, 0, 0
+    for number, panel in enumerate(panels, start=1):
+        w, h = panel.gridPos.w, panel.gridPos.h
+        if w > COLUMNS:
+            raise ValueError(f"panel {panel.title!r} is wider than {COLUMNS} columns")
+        if x + w > COLUMNS:
+            x, y, row_height = 0, y + row_height, 0
+        placed.append(attr.evolve(panel, id=number, gridPos=GridPos(h=h, w=w, x=x, y=y)))
+        x, row_height = x + w, max(row_height, h)
+    return placed
+
+
+def board(name: str, title: str, description: str, panels: list) -> Dashboard:
+    """A pitwatch dashboard: tagged, linked to its siblings and the runbook."""
+    return Dashboard(
+        title=title,
+        uid=uid(name),
+        description=description,
+        tags=[TAG],
+        panels=_place(panels),
+        templating=Templating(list=[datasource_variable()]),
+        links=[
+            DashboardLink(type="dashboards", tags=[TAG], asDropdown=True, title="Boards",
+                          includeVars=True, keepTime=True),
+            DashboardLink(type="link", uri=RUNBOOK_URL, title="Runbook", icon="doc",
+                          targetBlank=True, keepTime=False),
+        ],
+        time=Time("now-3h", "now"),
+        refresh="30s",
+        graphTooltip=GRAPH_TOOLTIP_MODE_SHARED_CROSSHAIR,
+        schemaVersion=SCHEMA_VERSION,
+        editable=False,
+        timezone="browser",
+    )
+
+
+__all__ = ["board", "stat", "timeseries", "targets", "target", "steps", "slo_steps",
+           "runbook_link", "board_link", "uid", "NEVER"]

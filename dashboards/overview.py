@@ -1,0 +1,68 @@
+"""Overview: the platform on one screen, each number against its SLO."""
+from __future__ import annotations
+
+from dashboards import promql, slo, units
+from dashboards.common import (
+    BLUE, GREEN, NEVER, ORANGE, RED, board, board_link, runbook_link, slo_steps, stat, steps,
+    targets, timeseries,
+)
+
+dashboard = board("overview", "pitwatch / Overview",
+                  "The trading platform on one screen, each number against its SLO.", [
+    stat("Availability", "Share of scrapes in the time range in which the app answered "
+         "(up{job=\"app\"}).", promql.AVAILABILITY, units.PERCENT,
+         thresholds=steps(RED, (0.99, ORANGE), (0.999, GREEN)),
+         links=[board_link("trading", "Trading"), runbook_link("AppDown")]),
+    stat("API p95 latency", f"95th percentile of request duration over all routes. "
+         f"SLO: {slo.API_P95.description}.", promql.API_P95, units.SECONDS,
+         thresholds=slo_steps(slo.API_P95),
+         links=[board_link("trading", "Trading"), runbook_link(slo.API_P95.alert)]),
+    stat("5xx ratio", f"Share of requests answered with a 5xx status. "
+         f"SLO: {slo.ERROR_RATIO.description}.", promql.ERROR_RATIO, units.PERCENT,
+         thresholds=slo_steps(slo.ERROR_RATIO),
+         links=[board_link("trading", "Trading"), runbook_link(slo.ERROR_RATIO.alert)]),
+    stat("Trades per minute", "Trades processed by the app, all instruments.",
+         promql.TRADES_PER_MINUTE, units.OPS_PER_MINUTE,
+         links=[board_link("trading", "Trading")]),
+    stat("Last trade age", "Time since the newest trade in the database (exporter's SQL). "
+         "Expected to grow while the market is closed.", promql.LAST_TRADE_AGE, units.SECONDS,
+         links=[board_link("trading", "Trading")]),
+    stat("DB probe p99", f"99th percentile of the exporter's probe query against the "
+         f"trading database. SLO: {slo.DB_PROBE_P99.description}.", promql.DB_PROBE_P99,
+         units.SECONDS, thresholds=slo_steps(slo.DB_PROBE_P99),
+         links=[board_link("database", "Database"), runbook_link(slo.DB_PROBE_P99.alert)]),
+    stat("Newest backup age", f"Age of the newest backup, snapshot or Litestream replica "
+         f"write. SLO: {slo.BACKUP_AGE.description}.", promql.NEWEST_BACKUP_AGE,
+         units.DURATION, thresholds=slo_steps(slo.BACKUP_AGE),
+         links=[board_link("backups", "Backups"), runbook_link(slo.BACKUP_AGE.alert)]),
+    stat("Last restore test", f"Duration of the latest real restore of the newest backup "
+         f"into a temp file plus integrity check. SLO: {slo.RESTORE_DURATION.description}.",
+         promql.RESTORE_TEST_DURATION, units.SECONDS,
+         thresholds=slo_steps(slo.RESTORE_DURATION),
+         links=[board_link("backups", "Backups"), runbook_link(slo.RESTORE_DURATION.alert)]),
+    stat("TLS time left", f"Time until the first certificate (file or endpoint) expires. "
+         f"{slo.TLS_WARNING.description}; {slo.TLS_CRITICAL.description}.",
+         promql.TLS_TIME_LEFT, units.DURATION, graph=False,
+         thresholds=slo_steps(slo.TLS_WARNING, slo.TLS_CRITICAL),
+         links=[board_link("security", "Security"), runbook_link(slo.TLS_WARNING.alert)]),
+    stat("Firing alerts", "Alerts firing now, the Watchdog (always firing on purpose) "
+         "excluded.", promql.FIRING_ALERTS, units.SHORT, thresholds=steps(GREEN, (1, RED)),
+         links=[board_link("remediation", "Remediation")]),
+    stat("Last remediation", "When the remediator last ran an action (rollback, restore, "
+         "restart); \"never\" before the first one.", promql.LAST_REMEDIATION,
+         units.TIME_AGO, graph=False, mappings=NEVER, thresholds=steps(BLUE),
+         links=[board_link("remediation", "Remediation")]),
+    stat("App memory", f"Resident memory of the app process. "
+         f"SLO: {slo.APP_MEMORY.description}.", promql.APP_MEMORY, units.BYTES,
+         thresholds=slo_steps(slo.APP_MEMORY),
+         links=[board_link("system", "System"), runbook_link(slo.APP_MEMORY.alert)]),
+    timeseries("API p95 latency against the SLO", f"95th percentile of request duration; the "
+               f"dashed line is the SLO ({slo.API_P95.description}).",
+               targets((promql.API_P95, "p95")), units.SECONDS,
+               thresholds=slo_steps(slo.API_P95), links=[runbook_link(slo.API_P95.alert)]),
+    timeseries("5xx ratio against the SLO", f"Share of 5xx answers; the dashed line is the "
+               f"SLO ({slo.ERROR_RATIO.description}).",
+               targets((promql.ERROR_RATIO, "5xx ratio")), units.PERCENT,
+               thresholds=slo_steps(slo.ERROR_RATIO),
+               links=[runbook_link(slo.ERROR_RATIO.alert)]),
+])

@@ -1,0 +1,214 @@
+"""Render every board from real Prometheus range queries into one PNG per board.
+
+For a person without Grafana (and for the tests): the panels sit where Grafana puts
+them (gridPos on the 24-column grid), stat panels show their last value as a big number
+coloured by the thresholds, time series are lines with their threshold lines dashed,
+and a panel whose queries return nothing says "No data", as Grafana would.
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from dashboards import units
+from dashboards.queries import DEFAULT_SCRAPE_INTERVAL, Query, Window, queries, run
+
+# Grafana's dark theme, near enough.
+BACKGROUND, PANEL, TEXT, MUTED = "#111217", "#181b1f", "#ccccdc", "#8e8e8e"
+COLOURS = {"green": "#73bf69", "orange": "#ff9830", "red": "#f2495c", "blue": "#5794f2",
+           "yellow": "#fade2a"}
+PALETTE = ["#73bf69", "#f2cc0c", "#8ab8ff", "#ff780a", "#f2495c", "#5794f2", "#b877d9",
+           "#705da0", "#37872d", "#fade2a"]
+ROW_INCHES = 0.34   # one grid unit is 30 px in Grafana
+WIDTH_INCHES = 18.0
+_LEGEND = re.compile(r"\{\{\s*(\w+)\s*\}\}")
+
+
+@dataclass
+class BoardSnapshot:
+    board: str
+    title: str
+    path: Path
+    # (panel title, expr) of every query that returned no series.
+    no_data: list[tuple[str, str]] = field(default_factory=list)
+
+
+def _legend(fmt: str, labels: dict) -> str:
+    if fmt:
+        return _LEGEND.sub(lambda m: labels.get(m.group(1), ""), fmt).strip() or fmt
+    shown = {k: v for k, v in labels.items() if k != "__name__"}
+    return "{" + ", ".join(f'{k}="{v}"' for k, v in sorted(shown.items())) + "}"
+
+
+def _series(query: Query, result: list) -> list[tuple[str, list[float], list[float]]]:
+    out = []
+    for item in result:
+        times = [float(t) for t, _ in item.get("values", [])]
+        values = [float(v) for _, v in item.get("values", [])]
+        out.append((_legend(query.legend, item.get("metric", {})), times, values))
+    return out
+
+
+def _colour(value: float, panel: dict) -> str:
+    steps = panel.get("fieldConfig", {}).get("defaults", {}).get("thresholds", {}).get("steps")
+    colour = "blue"
+    for step in steps or []:
+        if step.get("value") is None or (not math.isnan(value) and value >= step["value"]):
+            colour = step.get("color", colour)
+    return COLOURS.get(colour, colour)
+
+
+def _text(value: float, panel: dict) -> str:
+    defaults = panel.get("fieldConfig", {}).get("defaults", {})
+    for mapping in defaults.get("mappings", []):
+        options = mapping.get("options", {}) if mapping.get("type") == "value" else {}
+        for raw, shown in options.items():
+            try:
+                if float(raw) == value:
+                    return shown.get("text", raw)
+            except ValueError:
+                continue
+    return units.format_value(value, defaults.get("unit", ""))
+
+
+def _frame(ax, title: str) -> None:
+    ax.set_facecolor(PANEL)
+    for spine in ax.spines.values():
+        spine.set_color("#2c3235")
+    ax.set_title(title, loc="left", color=TEXT, fontsize=9, fontweight="bold", pad=4)
+
+
+def _no_data(ax) -> None:
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.text(0.5, 0.5, "No data", transform=ax.transAxes, ha="center", va="center",
+            color=COLOURS["orange"], fontsize=14, fontweight="bold")
+
+
+def _draw_stat(ax, panel: dict, series: list) -> None:
+    ax.set_xticks([])
+    ax.set_yticks([])
+    last = []
+    for legend, times, values in series:
+        finite = [v for v in values if not math.isnan(v)]
+        last.append((legend, finite[-1] if finite else (values[-1] if values else math.nan),
+                     times, values))
+    text_mode = panel.get("options", {}).get("textMode", "auto")
+    if len(last) == 1 and text_mode in ("auto", "value"):
+        legend, value, times, values = last[0]
+        colour = _colour(value, panel)
+        if panel.get("options", {}).get("graphMode") == "area" and len(values) > 1:
+            spark = ax.inset_axes([0, 0, 1, 0.35])
+            spark.fill_between(times, values, color=colour, alpha=0.15)
+            spark.plot(times, values, color=colour, linewidth=1)
+            spark.axis("off")
+        ax.text(0.5, 0.58, _text(value, panel), transform=ax.transAxes, ha="center",
+                va="center", color=colour, fontsize=20, fontweight="bold")
+        return
+    # Several series (or a name to show): one line each, as Grafana's stat tiles.
+    shown = last[:8]
+    size = max(7, min(14, 40 // max(len(shown), 1)))
+    for i, (legend, value, _, _) in enumerate(shown):
+        y = 1 - (i + 0.5 + 0.3) / (len(shown) + 0.6)
+        label = legend if text_mode == "name" else f"{legend}: {_text(value, panel)}"
+        ax.text(0.5, y, label, transform=ax.transAxes, ha="center", va="center",
+                color=_colour(value, panel), fontsize=size, fontweight="bold")
+    if len(last) > len(shown):
+        ax.text(0.99, 0.02, f"+{len(last) - len(shown)} more", transform=ax.transAxes,
+                ha="right", va="bottom", color=MUTED, fontsize=7)
+
+
+def _draw_timeseries(ax, panel: dict, series: list, window: Window) -> None:
+    import matplotlib.dates as mdates
+    from matplotlib.ticker import FuncFormatter, MaxNLocator
+
+    unit = panel.get("fieldConfig", {}).get("defaults", {}).get("unit", "")
+    for i, (legend, times, values) in enumerate(series[:12]):
+        stamps = [datetime.fromtimestamp(t, timezone.utc) for t in times]
+        ax.plot(stamps, values, label=legend, color=PALETTE[i % len(PALETTE)], linewidth=1.2)
+    defaults = panel.get("fieldConfig", {}).get("defaults", {})
+    if defaults.get("custom", {}).get("thresholdsStyle", {}).get("mode", "off") != "off":
+        for step in defaults.get("thresholds", {}).get("steps", []):
+            if step.get("value") is not None:
+                ax.axhline(step["value"], color=COLOURS.get(step["color"], step["color"]),
+                           linestyle="--", linewidth=1)
+    if defaults.get("min") == 0:
+        ax.set_ylim(bottom=0)
+    ax.set_xlim(datetime.fromtimestamp(window.start, timezone.utc),
+                datetime.fromtimestamp(window.end, timezone.utc))
+    ax.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M", tz=timezone.utc))
+    ax.yaxis.set_major_locator(MaxNLocator(4))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: units.format_value(v, unit)))
+    ax.tick_params(colors=MUTED, labelsize=7)
+    ax.grid(color="#2c3235", linewidth=0.5)
+    legend = ax.legend(loc="upper left", fontsize=6, frameon=False, labelcolor=TEXT,
+                       ncol=min(4, max(1, len(series))))
+    legend.set_in_layout(False)
+
+
+def render_board(model: dict, results: dict[Query, list], window: Window, path: Path,
+                 source: str = "") -> list[tuple[str, str]]:
+    """Draw one board into ``path``; return (panel, expr) of queries without data."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.gridspec import GridSpec
+
+    panels = model.get("panels", [])
+    rows = max((p["gridPos"]["y"] + p["gridPos"]["h"] for p in panels), default=1)
+    fig = plt.figure(figsize=(WIDTH_INCHES, rows * ROW_INCHES + 0.8), facecolor=BACKGROUND)
+    grid = GridSpec(rows, 24, figure=fig, left=0.03, right=0.99, bottom=0.02,
+                    top=1 - 0.7 / (rows * ROW_INCHES + 0.8), hspace=2.2, wspace=1.2)
+    span = f"{datetime.fromtimestamp(window.start, timezone.utc):%Y-%m-%d %H:%M} to " \
+           f"{datetime.fromtimestamp(window.end, timezone.utc):%H:%M} UTC"
+    fig.suptitle(f"{model.get('title')}    {span}    {source}", x=0.01, ha="left",
+                 color=TEXT, fontsize=12, fontweight="bold")
+    by_panel: dict[int, list[Query]] = {}
+    for query in results:
+        by_panel.setdefault(query.panel_id, []).append(query)
+    no_data = []
+    for panel in panels:
+        box = panel["gridPos"]
+        ax = fig.add_subplot(grid[box["y"]:box["y"] + box["h"], box["x"]:box["x"] + box["w"]])
+        _frame(ax, panel.get("title", ""))
+        series = []
+        for query in by_panel.get(panel["id"], []):
+            found = _series(query, results[query])
+            if not found:
+                no_data.append((panel.get("title", ""), query.expr))
+            series += found
+        if not series:
+            _no_data(ax)
+        elif panel.get("type") == "stat":
+            _draw_stat(ax, panel, series)
+        else:
+            _draw_timeseries(ax, panel, series, window)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=80, facecolor=BACKGROUND)
+    plt.close(fig)
+    return no_data
+
+
+def snapshot(prometheus_url: str, out: Path, range_seconds: float = 900.0,
+             scrape_interval: float = DEFAULT_SCRAPE_INTERVAL,
+             models: dict[str, dict] | None = None, now: float | None = None
+             ) -> list[BoardSnapshot]:
+    """One ``<board>.png`` per board in ``out``, from ``prometheus_url``."""
+    if models is None:
+        from dashboards.build import models as build_models
+
+        models = build_models()
+    window = Window.last(range_seconds, scrape_interval, now=now)
+    out = Path(out)
+    snapshots = []
+    for board, model in models.items():
+        items = [q for q in queries({board: model})]
+        results = run(prometheus_url, items, window)
+        path = out / f"{board}.png"
+        missing = render_board(model, results, window, path, source=prometheus_url)
+        snapshots.append(BoardSnapshot(board, model.get("title", board), path, missing))
+    return snapshots

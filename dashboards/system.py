@@ -1,0 +1,57 @@
+"""System: the app process, the host, the volumes, and the monitoring itself."""
+from __future__ import annotations
+
+from dashboards import promql, slo, units
+from dashboards.common import (
+    GREEN, RED, board, runbook_link, slo_steps, stat, steps, targets, timeseries,
+)
+from dashboards.promql import or_zero, rate
+
+MEMORY = slo_steps(slo.APP_MEMORY)
+FREE = slo_steps(slo.VOLUME_FREE_WARNING, slo.VOLUME_FREE_CRITICAL)
+APP_CPU = rate("pitwatch_app_process_cpu_seconds_total")
+
+dashboard = board("system", "pitwatch / System",
+                  "The app process, the host, the volumes, and whether monitoring itself "
+                  "works.", [
+    stat("App memory", f"Resident memory of the app process. "
+         f"SLO: {slo.APP_MEMORY.description}.", promql.APP_MEMORY, units.BYTES,
+         thresholds=MEMORY, links=[runbook_link(slo.APP_MEMORY.alert)]),
+    stat("App CPU", "CPU time of the app process per second (1 = one core busy).", APP_CPU,
+         units.PERCENT),
+    stat("Lowest volume free", f"Free share of the fullest volume. "
+         f"{slo.VOLUME_FREE_WARNING.description}; {slo.VOLUME_FREE_CRITICAL.description}.",
+         f"min({promql.VOLUME_FREE_RATIO})", units.PERCENT, thresholds=FREE,
+         links=[runbook_link(slo.VOLUME_FREE_WARNING.alert)]),
+    stat("Load per CPU", "1-minute load average divided by the number of CPUs.",
+         "max(pitwatch_host_load1) / max(pitwatch_host_cpus)", units.PERCENT,
+         thresholds=steps(GREEN, (1, RED))),
+    stat("Failing collectors", "Exporter collectors whose last scrape failed.",
+         or_zero("count(pitwatch_collector_success == 0)"), units.SHORT,
+         thresholds=steps(GREEN, (1, RED)), links=[runbook_link("CollectorFailing")]),
+    stat("Targets down", "Scrape targets Prometheus cannot reach.", or_zero("count(up == 0)"),
+         units.SHORT, thresholds=steps(GREEN, (1, RED))),
+    timeseries("App memory", f"Resident memory; dashed: {slo.APP_MEMORY.description}.",
+               targets((promql.APP_MEMORY, "resident")), units.BYTES, thresholds=MEMORY,
+               links=[runbook_link(slo.APP_MEMORY.alert)]),
+    timeseries("App CPU", "CPU time of the app process per second (1 = one core busy).",
+               targets((APP_CPU, "cpu")), units.PERCENT),
+    timeseries("Volume free space", f"Free share per volume; dashed: "
+               f"{slo.VOLUME_FREE_WARNING.description} and "
+               f"{slo.VOLUME_FREE_CRITICAL.description}.",
+               targets((promql.VOLUME_FREE_RATIO, "{{volume}}")), units.PERCENT,
+               thresholds=FREE, links=[runbook_link(slo.VOLUME_FREE_WARNING.alert)]),
+    timeseries("Host CPU by mode", "CPU seconds per second summed over all CPUs, by mode.",
+               targets((rate("pitwatch_host_cpu_seconds_total", "mode"), "{{mode}}")),
+               units.SHORT, stack=True),
+    timeseries("Host memory available", "Memory the kernel can hand out without swapping.",
+               targets(("max(pitwatch_host_memory_available_bytes)", "available")),
+               units.BYTES),
+    timeseries("Collector duration", "How long each exporter collector took in its last "
+               "scrape.", targets(("max by (collector) (pitwatch_collector_duration_seconds)",
+                                   "{{collector}}")), units.SECONDS),
+    timeseries("Scrape targets up", "Reachable targets per scrape job.",
+               targets(("sum by (job) (up)", "{{job}}")), units.SHORT),
+    timeseries("App open files", "File descriptors the app process holds.",
+               targets(("max(pitwatch_app_process_open_fds)", "open fds")), units.SHORT),
+])
