@@ -72,6 +72,14 @@ class Platform(Model):
     compose_file: Path | None = None
     compose_env_file: Path | None = None
     compose_service: str = "app"
+    # The .env variable holding the image tag, and how compose is invoked (argv prefix).
+    compose_tag_variable: str = Field(default="APP_IMAGE_TAG", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    compose_command: list[str] = ["docker", "compose"]
+    # Restore needs the app stopped while the file is swapped: stop_command + start_command
+    # when given; otherwise the process in app_pid_file is sent TERM and restart_command starts it.
+    stop_command: list[str] = []
+    start_command: list[str] = []
+    health_timeout: Duration = parse_duration("60s")
 
     @field_validator("app_url")
     @classmethod
@@ -155,6 +163,8 @@ class PolicyRule(Model):
     timeout: Duration = parse_duration("5m")
     market_hours: Literal["allow", "deny", "dry_run"] = "allow"
     dry_run: bool = False
+    # Runs on one target never overlap (a rollback and a restore both touch the platform).
+    target: str = "platform"
 
     @field_validator("match_re")
     @classmethod
@@ -165,6 +175,9 @@ class PolicyRule(Model):
             except re.error as exc:
                 raise ValueError(f"{label}: not a regular expression: {exc}") from None
         return v
+
+
+BUILTIN_ACTIONS = ("rollback", "restore", "restart")
 
 
 class Remediation(Model):
@@ -179,6 +192,8 @@ class Remediation(Model):
     # Extra named actions (argv lists, never a shell) beside the built-in ones.
     actions: dict[str, list[str]] = {}
     policy: list[PolicyRule] = []
+    # The newest row's time, for the RPO printed by `pitwatch restore` (unix seconds or ISO text).
+    rpo_query: str | None = None
 
     @model_validator(mode="after")
     def _auth(self) -> "Remediation":
@@ -186,6 +201,13 @@ class Remediation(Model):
             raise ValueError("token_file is required unless auth: none is set")
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ValueError("tls_cert and tls_key go together")
+        for i, rule in enumerate(self.policy):
+            if rule.action not in BUILTIN_ACTIONS and rule.action not in self.actions:
+                raise ValueError(f"policy[{i}].action: unknown action {rule.action!r} "
+                                 f"(built-in: {', '.join(BUILTIN_ACTIONS)}, or define it under actions)")
+        for name, argv in self.actions.items():
+            if not argv:
+                raise ValueError(f"actions.{name}: an empty argv")
         return self
 
 

@@ -1,0 +1,169 @@
+"""``pitwatch remediator``: the Alertmanager webhook receiver; ``replay`` dry-runs a
+saved notification through the policy."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from pitwatch.commands import add_config_option, load_config
+
+
+def register(sub) -> None:
+    parser = sub.add_parser(
+        "remediator", help="serve the Alertmanager webhook receiver (POST /alerts)",
+        description="Serve POST /alerts, GET /healthz, GET /metrics and GET /actions on "
+                    "remediation.listen. Notifications are journalled before they are "
+                    "acknowledged; actions run afterwards in a bounded worker pool.")
+    add_config_option(parser)
+    parser.add_argument("--threads", type=int, default=8,
+                        help="HTTP worker threads (default 8; actions have their own pool)")
+    parser.set_defaults(func=_serve)
+    actions = parser.add_subparsers(dest="remediator_command", metavar="ACTION")
+    replay = actions.add_parser(
+        "replay", help="run a saved notification through the policy without acting",
+        description="Print what the receiver would decide for each alert of FILE.json "
+                    "(an Alertmanager webhook body), using the journal's history if it exists. "
+                    "Nothing is written and nothing runs.")
+    replay.add_argument("file", help="an Alertmanager webhook v4 body (JSON)")
+    replay.add_argument("--config", "-c", default=argparse.SUPPRESS,
+                        help="pitwatch.yml to use (same as before the ACTION)")
+    replay.add_argument("--at", metavar="TIME",
+                        help="judge as if it were TIME (RFC 3339, e.g. 2026-11-25T10:00:00-08:00)")
+    replay.add_argument("--json", action="store_true", help="print JSON instead of text")
+    replay.set_defaults(func=_replay)
+
+
+def _remediation(cfg):
+    if cfg.remediation is None:
+        print("pitwatch: the config has no remediation section", file=sys.stderr)
+        raise SystemExit(2)
+    return cfg.remediation
+
+
+def _serve(args) -> int:
+    import logging
+
+    from remediation.engine import Engine, JournalInUse
+    from remediation.journal import JournalUnavailable
+    from remediation.receiver import Receiver
+
+    cfg = load_config(args)
+    rem = _remediation(cfg)
+    token = None
+    if rem.auth == "bearer":
+        try:
+            token = rem.token_file.read_text().strip().encode()
+        except OSError as exc:
+            print(f"pitwatch: cannot read remediation.token_file {rem.token_file}: {exc.strerror}",
+                  file=sys.stderr)
+            return 2
+        if not token:
+            print(f"pitwatch: remediation.token_file {rem.token_file} is empty", file=sys.stderr)
+            return 2
+    try:
+        engine = Engine(cfg)
+    except (JournalInUse, JournalUnavailable, OSError) as exc:
+        print(f"pitwatch: cannot open the journal: {exc}", file=sys.stderr)
+        return 2
+    engine.recover()
+    app = Receiver(engine, token)
+    host, _, port = rem.listen.rpartition(":")
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)
+    logging.getLogger("pitwatch.remediator").info(
+        "listening on %s://%s (auth %s, journal %s)", "https" if rem.tls_cert else "http",
+        rem.listen, rem.auth, rem.journal)
+    try:
+        if rem.tls_cert:
+            _serve_tls(app, rem, args.threads)
+        else:
+            import waitress
+
+            waitress.serve(app, host=host, port=int(port), threads=args.threads,
+                           ident="pitwatch-remediator", max_request_body_size=8 << 20,
+                           _quiet=True)
+    finally:
+        engine.close(wait=False)
+    return 0
+
+
+def _serve_tls(app, rem, threads: int) -> None:
+    """waitress has no TLS; gunicorn's threaded worker serves it, in one process so the
+    journal keeps a single writer."""
+    from gunicorn.app.base import BaseApplication
+
+    class One(BaseApplication):
+        def load_config(self):
+            for key, value in {
+                "bind": rem.listen, "workers": 1, "worker_class": "gthread", "threads": threads,
+                "certfile": str(rem.tls_cert), "keyfile": str(rem.tls_key),
+                "preload_app": True, "accesslog": None,
+            }.items():
+                self.cfg.set(key, value)
+
+        def load(self):
+            return app
+
+    One().run()
+
+
+def _replay(args) -> int:
+    import json
+    import sqlite3
+    import time
+    from pathlib import Path
+
+    from pitwatch import market
+    from remediation.actions import argv_for
+    from remediation.alerts import BadNotification, parse, parse_time
+    from remediation.journal import Tx
+    from remediation.policy import Policy
+
+    cfg = load_config(args)
+    rem = _remediation(cfg)
+    try:
+        notification = parse(Path(args.file).read_bytes())
+    except OSError as exc:
+        print(f"pitwatch: {args.file}: {exc.strerror}", file=sys.stderr)
+        return 2
+    except BadNotification as exc:
+        print(f"pitwatch: {args.file}: {exc}", file=sys.stderr)
+        return 2
+    now = time.time()
+    if args.at:
+        try:
+            now = parse_time(args.at.replace(" ", "T")).timestamp()
+        except ValueError:
+            print(f"pitwatch: --at {args.at!r}: expected RFC 3339, e.g. 2026-11-25T10:00:00Z",
+                  file=sys.stderr)
+            return 2
+
+    class NoHistory:
+        def episode_ran(self, episode): return False
+        def last_run_at(self, rule): return None
+        def runs_since(self, rule, since): return 0
+
+    history = NoHistory()
+    if rem.journal.exists():
+        conn = sqlite3.connect(f"file:{rem.journal}?mode=ro", uri=True)
+        history = Tx(conn)
+    policy = Policy(rem.policy, market.is_open)
+    out = []
+    for i, alert in enumerate(notification.alerts):
+        v = policy.judge(alert, now, history)
+        row = {"alert": i, "alertname": alert.alertname, "status": alert.status,
+               "fingerprint": alert.fingerprint, "rule": v.rule.name if v.rule else None,
+               "outcome": v.outcome, "reason": v.reason}
+        if v.rule is not None:
+            row["argv"] = argv_for(v.rule.action, cfg)
+        out.append(row)
+    if args.json:
+        print(json.dumps(out, indent=2))
+        return 0
+    for row in out:
+        what = {"act": f"would run {row.get('argv')}",
+                "dry_run": f"dry run ({row['reason']}): would run {row.get('argv')}",
+                "suppressed": f"suppressed ({row['reason']})",
+                "ignored": f"ignored ({row['reason']})"}[row["outcome"]]
+        print(f"alert {row['alert']} {row['alertname'] or '-'} [{row['status']}] "
+              f"rule {row['rule'] or '-'}: {what}")
+    return 0

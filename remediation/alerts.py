@@ -1,0 +1,160 @@
+"""Alertmanager webhook notifications (version "4"), checked field by field.
+
+:func:`parse` turns a request body into a :class:`Notification` or raises
+:class:`BadNotification` naming the first field that is wrong. Fields this code does
+not know are ignored: newer Alertmanagers add some.
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+
+STATUSES = ("firing", "resolved")
+# RFC 3339 as Alertmanager writes it; Go may print up to nine fractional digits.
+_RFC3339 = re.compile(
+    r"^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$")
+
+
+class BadNotification(ValueError):
+    def __init__(self, field_name: str, problem: str):
+        super().__init__(f"{field_name}: {problem}")
+        self.field = field_name
+        self.problem = problem
+
+
+@dataclass(frozen=True)
+class Alert:
+    status: str
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    starts_at: str
+    ends_at: str
+    fingerprint: str
+    generator_url: str = ""
+
+    @property
+    def alertname(self) -> str:
+        return self.labels.get("alertname", "")
+
+    def to_dict(self) -> dict:
+        """The Alertmanager spelling, as handed to actions in PITWATCH_ALERT_FILE."""
+        return {"status": self.status, "labels": self.labels, "annotations": self.annotations,
+                "startsAt": self.starts_at, "endsAt": self.ends_at,
+                "fingerprint": self.fingerprint, "generatorURL": self.generator_url}
+
+
+@dataclass(frozen=True)
+class Notification:
+    receiver: str
+    status: str
+    group_key: str
+    alerts: list[Alert]
+    group_labels: dict[str, str] = field(default_factory=dict)
+    common_labels: dict[str, str] = field(default_factory=dict)
+    external_url: str = ""
+    truncated_alerts: int = 0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def parse_time(value: str) -> datetime:
+    """RFC 3339 with up to nine fractional digits -> aware datetime."""
+    m = _RFC3339.match(value)
+    if not m:
+        raise ValueError(value)
+    frac = (m.group(2) or "")[:7]  # '.' + at most six digits: Python's precision
+    zone = "+00:00" if m.group(3) == "Z" else m.group(3)
+    return datetime.fromisoformat(m.group(1) + frac + zone)
+
+
+def _unicode(value: str, where: str) -> str:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate escape such as "\\ud800"
+        raise BadNotification(where, "not valid Unicode") from None
+    return value
+
+
+def _str(obj: dict, key: str, where: str, required: bool = True) -> str:
+    if key not in obj:
+        if required:
+            raise BadNotification(where + key, "missing")
+        return ""
+    if not isinstance(obj[key], str):
+        raise BadNotification(where + key, "must be a string")
+    return _unicode(obj[key], where + key)
+
+
+def _labels(obj: dict, key: str, where: str, required: bool) -> dict[str, str]:
+    if key not in obj or (obj[key] is None and not required):
+        if required:
+            raise BadNotification(where + key, "missing")
+        return {}
+    value = obj[key]
+    if not isinstance(value, dict):
+        raise BadNotification(where + key, "must be an object of strings")
+    for k, v in value.items():
+        _unicode(k, f"{where}{key}")
+        if not isinstance(v, str):
+            raise BadNotification(f"{where}{key}.{k}", "must be a string")
+        _unicode(v, f"{where}{key}.{k}")
+    return dict(value)
+
+
+def _status(obj: dict, where: str) -> str:
+    status = _str(obj, "status", where)
+    if status not in STATUSES:
+        raise BadNotification(where + "status", "must be 'firing' or 'resolved'")
+    return status
+
+
+def _alert(raw: object, where: str) -> Alert:
+    if not isinstance(raw, dict):
+        raise BadNotification(where.rstrip("."), "must be an object")
+    starts_at = _str(raw, "startsAt", where)
+    try:
+        parse_time(starts_at)
+    except ValueError:
+        raise BadNotification(where + "startsAt", "must be an RFC 3339 time") from None
+    fingerprint = _str(raw, "fingerprint", where)
+    if not fingerprint or len(fingerprint) > 64:
+        raise BadNotification(where + "fingerprint", "must be 1 to 64 characters")
+    return Alert(
+        status=_status(raw, where),
+        labels=_labels(raw, "labels", where, required=True),
+        annotations=_labels(raw, "annotations", where, required=False),
+        starts_at=starts_at,
+        ends_at=_str(raw, "endsAt", where, required=False),
+        fingerprint=fingerprint,
+        generator_url=_str(raw, "generatorURL", where, required=False),
+    )
+
+
+def parse(body: bytes | str) -> Notification:
+    try:
+        doc = json.loads(body.decode("utf-8") if isinstance(body, bytes) else body)
+    except (ValueError, UnicodeDecodeError):
+        raise BadNotification("body", "not UTF-8 JSON") from None
+    if not isinstance(doc, dict):
+        raise BadNotification("body", "must be a JSON object")
+    if doc.get("version") != "4":
+        raise BadNotification("version", 'must be "4" (Alertmanager webhook v4)')
+    alerts = doc.get("alerts")
+    if not isinstance(alerts, list):
+        raise BadNotification("alerts", "missing" if alerts is None else "must be a list")
+    truncated = doc.get("truncatedAlerts", 0)
+    if not isinstance(truncated, int) or isinstance(truncated, bool) or truncated < 0:
+        raise BadNotification("truncatedAlerts", "must be a non-negative integer")
+    return Notification(
+        receiver=_str(doc, "receiver", ""),
+        status=_status(doc, ""),
+        group_key=_str(doc, "groupKey", ""),
+        alerts=[_alert(a, f"alerts[{i}].") for i, a in enumerate(alerts)],
+        group_labels=_labels(doc, "groupLabels", "", required=False),
+        common_labels=_labels(doc, "commonLabels", "", required=False),
+        external_url=_str(doc, "externalURL", "", required=False),
+        truncated_alerts=truncated,
+    )

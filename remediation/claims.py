@@ -1,0 +1,127 @@
+"""Who may act: episode claims and per-target locks.
+
+Without Redis, one host: the journal's unique episode index is the claim, and a
+target lock is an ``flock`` on ``<journal dir>/locks/<target>.lock`` (released by the
+kernel if the receiver dies). With Redis, several receivers: the claim is
+``SET NX`` of the episode key, the lock ``SET NX PX`` holding a fencing token from
+``INCR`` (handed to the action as ``PITWATCH_FENCING_TOKEN``, so a stale holder can be
+told apart), released only by its holder (compare-and-delete).
+"""
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import re
+from pathlib import Path
+
+EPISODE_TTL_MS = 30 * 86400 * 1000  # longer than any alert stays firing unnoticed
+
+_RELEASE = """
+if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
+return 0
+"""
+
+
+class ClaimsUnavailable(Exception):
+    """Redis is configured but cannot be asked: nobody acts (fail safe)."""
+
+
+class Lock:
+    def __init__(self, token: int, release):
+        self.token = token
+        self._release = release
+
+    def release(self) -> None:
+        if self._release:
+            self._release()
+            self._release = None
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", name)[:100] or "_"
+
+
+class LocalClaims:
+    def __init__(self, lock_dir: Path):
+        self.dir = Path(lock_dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+
+    def claim_episode(self, episode: str, node: str) -> bool:
+        return True  # the journal's unique index decides
+
+    def target_busy(self, target: str) -> bool:
+        lock = self.lock(target, ttl=0)
+        if lock is None:
+            return True
+        lock.release()
+        return False
+
+    def lock(self, target: str, ttl: float) -> Lock | None:
+        path = self.dir / f"{_safe(target)}.lock"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        # The fencing token: a counter kept in the lock file, bumped under the lock.
+        raw = os.pread(fd, 32, 0).strip()
+        token = int(raw) + 1 if raw.isdigit() else 1
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(token).encode(), 0)
+
+        def release() -> None:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
+        return Lock(token, release)
+
+
+class RedisClaims:
+    def __init__(self, url: str, prefix: str = "pitwatch:remediation:"):
+        import redis
+
+        self._errors = (redis.RedisError, OSError)
+        self.r = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+        self.prefix = prefix
+        self._release = self.r.register_script(_RELEASE)
+
+    def _key(self, kind: str, name: str) -> str:
+        return f"{self.prefix}{kind}:{hashlib.sha256(name.encode()).hexdigest()[:32]}"
+
+    def claim_episode(self, episode: str, node: str) -> bool:
+        """True if this journal owns the episode (now, or from an earlier unanswered try)."""
+        key = self._key("episode", episode)
+        try:
+            if self.r.set(key, node, nx=True, px=EPISODE_TTL_MS):
+                return True
+            owner = self.r.get(key)
+        except self._errors as exc:
+            raise ClaimsUnavailable(str(exc)) from exc
+        # Our own claim whose journal commit failed (503, retried): still ours.
+        return owner is not None and owner.decode() == node
+
+    def target_busy(self, target: str) -> bool:
+        try:
+            return bool(self.r.exists(self._key("lock", target)))
+        except self._errors as exc:
+            raise ClaimsUnavailable(str(exc)) from exc
+
+    def lock(self, target: str, ttl: float) -> Lock | None:
+        key = self._key("lock", target)
+        try:
+            token = int(self.r.incr(self._key("fence", target)))
+            value = str(token)
+            if not self.r.set(key, value, nx=True, px=max(1, int(ttl * 1000))):
+                return None
+        except self._errors as exc:
+            raise ClaimsUnavailable(str(exc)) from exc
+
+        def release() -> None:
+            try:
+                self._release(keys=[key], args=[value])
+            except self._errors:
+                pass  # the lock expires by itself (PX)
+
+        return Lock(token, release)

@@ -1,0 +1,233 @@
+"""The journal: every notification, every decision and every run, in SQLite (WAL).
+
+Written before the receiver answers, so what Alertmanager was told is accepted is
+never lost. ``synchronous=FULL``: a commit survives a power cut, not only a crash.
+
+Tables::
+
+    meta           key/value (node: this journal's id in shared Redis claims)
+    notifications  id, received_at, receiver, group_key, status, alerts, body
+    decisions      id, notification_id, alert_index, decided_at, alertname,
+                   alert_status, fingerprint, starts_at, rule, action, target,
+                   outcome (act|dry_run|suppressed|ignored), reason, run_id
+    runs           id, decision_id, episode (unique: at most one run per episode),
+                   rule, action, target, argv (JSON), alert (JSON), status
+                   (queued|running|success|failure|timeout|interrupted|skipped),
+                   queued_at, started_at, finished_at, exit_code, output,
+                   fencing_token, owner (host:pid of the receiver), timeout
+"""
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+
+SCHEMA = """
+create table if not exists meta (key text primary key, value text not null);
+create table if not exists notifications (
+    id integer primary key,
+    received_at real not null,
+    receiver text not null,
+    group_key text not null,
+    status text not null,
+    alerts integer not null,
+    body text not null
+);
+create table if not exists decisions (
+    id integer primary key,
+    notification_id integer not null references notifications(id),
+    alert_index integer not null,
+    decided_at real not null,
+    alertname text not null,
+    alert_status text not null,
+    fingerprint text not null,
+    starts_at text not null,
+    rule text,
+    action text,
+    target text,
+    outcome text not null,
+    reason text not null,
+    run_id integer
+);
+create index if not exists decisions_by_time on decisions(decided_at);
+create table if not exists runs (
+    id integer primary key,
+    decision_id integer not null references decisions(id),
+    episode text not null unique,
+    rule text not null,
+    action text not null,
+    target text not null,
+    argv text not null,
+    alert text not null,
+    status text not null,
+    queued_at real not null,
+    started_at real,
+    finished_at real,
+    exit_code integer,
+    output text,
+    fencing_token integer,
+    owner text not null,
+    timeout real not null
+);
+create index if not exists runs_by_rule on runs(rule, queued_at);
+create index if not exists runs_by_status on runs(status);
+"""
+
+OPEN_STATUSES = ("queued", "running")
+
+
+class JournalUnavailable(Exception):
+    """The journal cannot be written: the receiver answers 503 so Alertmanager retries."""
+
+
+class Journal:
+    """One connection shared by the receiver's threads (SQLite serialises writers anyway)."""
+
+    def __init__(self, path: Path, busy_timeout: float = 2.0):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._conn = sqlite3.connect(self.path, timeout=busy_timeout, isolation_level=None,
+                                     check_same_thread=False)
+        self._conn.row_factory = sqlite3.Row
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=FULL")
+        self._conn.executescript(SCHEMA)
+        with self.transaction() as tx:
+            row = tx.execute("select value from meta where key='node'").fetchone()
+            if row is None:
+                tx.execute("insert into meta values ('node', ?)", (uuid.uuid4().hex,))
+        self.node = self._conn.execute("select value from meta where key='node'").fetchone()[0]
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    @contextmanager
+    def transaction(self):
+        """BEGIN IMMEDIATE ... COMMIT; any SQLite failure becomes JournalUnavailable."""
+        with self._lock:
+            try:
+                self._conn.execute("begin immediate")
+            except sqlite3.Error as exc:
+                raise JournalUnavailable(str(exc)) from exc
+            try:
+                yield Tx(self._conn)
+                self._conn.execute("commit")
+            except sqlite3.Error as exc:
+                self._rollback()
+                raise JournalUnavailable(str(exc)) from exc
+            except BaseException:
+                self._rollback()
+                raise
+
+    def _rollback(self) -> None:
+        try:
+            self._conn.execute("rollback")
+        except sqlite3.Error:
+            pass
+
+    def read(self, sql: str, args: tuple = ()) -> list[dict]:
+        with self._lock:
+            return [dict(r) for r in self._conn.execute(sql, args)]
+
+    def ping(self) -> None:
+        self.read("select 1")
+
+    # -- runs, outside the accepting transaction -------------------------------
+
+    def run_started(self, run_id: int, token: int | None) -> None:
+        with self.transaction() as tx:
+            tx.execute("update runs set status='running', started_at=?, fencing_token=? where id=?",
+                       (time.time(), token, run_id))
+
+    def run_finished(self, run_id: int, status: str, exit_code: int | None, output: str) -> None:
+        with self.transaction() as tx:
+            tx.execute("update runs set status=?, finished_at=?, exit_code=?, output=? where id=?",
+                       (status, time.time(), exit_code, output, run_id))
+
+    def mark_interrupted(self, is_gone) -> list[dict]:
+        """Runs left queued/running by a receiver that is gone -> ``interrupted``."""
+        with self.transaction() as tx:
+            rows = [dict(r) for r in tx.execute(
+                "select id, rule, action, owner, status from runs where status in (?, ?)",
+                OPEN_STATUSES)]
+            stale = [r for r in rows if is_gone(r["owner"])]
+            for r in stale:
+                tx.execute("update runs set status='interrupted', finished_at=?, "
+                           "output=coalesce(output, '') || ? where id=?",
+                           (time.time(), f"[receiver stopped while the run was {r['status']}]",
+                            r["id"]))
+        return stale
+
+    def recent_runs(self, limit: int = 50) -> list[dict]:
+        rows = self.read(
+            "select id, episode, rule, action, target, status, queued_at, started_at, "
+            "finished_at, exit_code, fencing_token, owner, output from runs "
+            "order by id desc limit ?", (limit,))
+        for r in rows:
+            r["output"] = (r["output"] or "")[-4096:]
+        return rows
+
+    def counts(self) -> dict[str, int]:
+        out = {}
+        for table in ("notifications", "decisions", "runs"):
+            out[table] = self.read(f"select count(*) as n from {table}")[0]["n"]
+        return out
+
+
+class Tx:
+    """The statements of one accepting transaction, and the policy's view of history."""
+
+    def __init__(self, conn: sqlite3.Connection):
+        self.conn = conn
+
+    def execute(self, sql: str, args: tuple = ()):
+        return self.conn.execute(sql, args)
+
+    # History (remediation.policy) -------------------------------------------
+    def episode_ran(self, episode: str) -> bool:
+        return self.conn.execute("select 1 from runs where episode=?", (episode,)).fetchone() is not None
+
+    def last_run_at(self, rule: str) -> float | None:
+        row = self.conn.execute("select max(queued_at) from runs where rule=?", (rule,)).fetchone()
+        return row[0]
+
+    def runs_since(self, rule: str, since: float) -> int:
+        return self.conn.execute("select count(*) from runs where rule=? and queued_at>=?",
+                                 (rule, since)).fetchone()[0]
+
+    def target_busy(self, target: str) -> bool:
+        return self.conn.execute("select 1 from runs where target=? and status in (?, ?)",
+                                 (target, *OPEN_STATUSES)).fetchone() is not None
+
+    # Writes -------------------------------------------------------------------
+    def add_notification(self, now: float, n, body: str) -> int:
+        return self.conn.execute(
+            "insert into notifications (received_at, receiver, group_key, status, alerts, body) "
+            "values (?, ?, ?, ?, ?, ?)",
+            (now, n.receiver, n.group_key, n.status, len(n.alerts), body)).lastrowid
+
+    def add_decision(self, nid: int, index: int, now: float, alert, rule, action, outcome: str,
+                     reason: str) -> int:
+        return self.conn.execute(
+            "insert into decisions (notification_id, alert_index, decided_at, alertname, "
+            "alert_status, fingerprint, starts_at, rule, action, target, outcome, reason) "
+            "values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (nid, index, now, alert.alertname, alert.status, alert.fingerprint, alert.starts_at,
+             rule.name if rule else None, action, rule.target if rule else None, outcome,
+             reason)).lastrowid
+
+    def add_run(self, decision_id: int, episode: str, rule, argv: list[str], alert: dict,
+                now: float, owner: str) -> int:
+        run_id = self.conn.execute(
+            "insert into runs (decision_id, episode, rule, action, target, argv, alert, status, "
+            "queued_at, owner, timeout) values (?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?)",
+            (decision_id, episode, rule.name, rule.action, rule.target, json.dumps(argv),
+             json.dumps(alert), now, owner, rule.timeout)).lastrowid
+        self.conn.execute("update decisions set run_id=? where id=?", (run_id, decision_id))
+        return run_id

@@ -1,0 +1,41 @@
+"""The receiver's own metrics (docs/metrics.md, job `remediator`), in their own registry."""
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+OUTCOMES = ("act", "dry_run", "suppressed", "ignored")
+REASONS = ("duplicate", "cooldown", "max_runs", "market_hours", "locked", "redis_unavailable")
+RESULTS = ("success", "failure", "timeout", "interrupted")
+
+
+class Metrics:
+    def __init__(self, actions: list[str]):
+        self.registry = r = CollectorRegistry(auto_describe=True)
+        self.notifications = Counter(
+            "pitwatch_remediation_notifications_received", "Alertmanager notifications accepted "
+            "(persisted to the journal).", registry=r)
+        self.decisions = Counter(
+            "pitwatch_remediation_decisions", "Decisions taken, one per alert of a notification.",
+            ["outcome"], registry=r)
+        self.suppressions = Counter(
+            "pitwatch_remediation_suppressions", "Actions not run although a rule matched, by "
+            "reason.", ["reason"], registry=r)
+        self.actions = Counter(
+            "pitwatch_remediation_actions", "Finished action runs by result.",
+            ["action", "result"], registry=r)
+        self.duration = Histogram(
+            "pitwatch_remediation_action_duration_seconds", "Wall time of action runs.",
+            ["action"], buckets=(1, 5, 15, 30, 60, 120, 300, 600, 1800), registry=r)
+        self.last_action = Gauge(
+            "pitwatch_remediation_last_action_timestamp_seconds", "When an action last finished.",
+            ["action"], registry=r)
+        self.running = Gauge(
+            "pitwatch_remediation_actions_running", "Action runs in progress.", registry=r)
+        # Zero series exist from the start, so rate() and absent() behave.
+        for o in OUTCOMES:
+            self.decisions.labels(o)
+        for reason in REASONS:
+            self.suppressions.labels(reason)
+        for a in actions:
+            for res in RESULTS:
+                self.actions.labels(a, res)

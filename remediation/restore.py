@@ -1,0 +1,252 @@
+"""Restoring the trading database (DESIGN.md §5.3).
+
+1. restore into ``.<db>.restore-<pid>`` beside the database (same filesystem, so the
+   final rename is atomic), from Litestream (``litestream restore -o``) or a snapshot;
+2. integrity check and a sanity query of that copy — a bad backup stops here, with the
+   app untouched;
+3. stop the app; hard-link the database, ``-wal`` and ``-shm`` into
+   ``quarantine/<time>/`` (kept forever), then remove ``-wal``/``-shm`` so no old WAL
+   frame can be applied to the restored file;
+4. rename the restored file over the database; start the app; wait for /health.
+
+Killed at any point, the database path holds the old file (before step 4; at worst
+without the WAL frames it had not checkpointed, which the quarantine keeps) or the
+restored one, never a mix of both. RTO = start to healthy; RPO = age of the newest
+row restored.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import sqlite3
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+from pitwatch import backups
+from pitwatch.config import Config
+
+from remediation import app
+
+SIDECARS = ("-wal", "-shm")
+CHUNK = 8 << 20
+# Column names that hold a row's time, for the RPO when no rpo_query is configured.
+_TIME_COLUMN = re.compile(r"(^|_)(at|ts|time|timestamp|created|updated|executed)$", re.I)
+
+
+class RestoreError(RuntimeError):
+    pass
+
+
+@dataclass
+class Report:
+    source: str
+    backup: str
+    quarantine: str | None
+    rto_seconds: float
+    downtime_seconds: float
+    rpo_seconds: float | None
+    newest_row: float | None
+    tables: dict[str, int] = field(default_factory=dict)
+    healthy: bool = False
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class Progress:
+    """A one-line progress bar on stderr, for copies big enough to wait for."""
+
+    def __init__(self, what: str, total: int, min_bytes: int = 64 << 20, stream=None):
+        self.what, self.total = what, max(total, 1)
+        self.stream = stream or sys.stderr
+        self.enabled = total >= min_bytes
+        self._last = -1
+
+    def __call__(self, done: int) -> None:
+        if not self.enabled:
+            return
+        pct = min(100, done * 100 // self.total)
+        if pct != self._last:
+            self._last = pct
+            bar = "#" * (pct // 4)
+            self.stream.write(f"\r{self.what} [{bar:<25}] {pct:3d}% "
+                              f"({done >> 20}/{self.total >> 20} MiB)")
+            if pct == 100:
+                self.stream.write("\n")
+            self.stream.flush()
+
+
+def copy_with_digest(src: Path, dst: Path, progress: Callable[[int], None]) -> str:
+    """Copy and sha256 in one pass; fsync the copy."""
+    digest = hashlib.sha256()
+    done = 0
+    with open(src, "rb") as fin, open(dst, "wb") as fout:
+        while block := fin.read(CHUNK):
+            digest.update(block)
+            fout.write(block)
+            done += len(block)
+            progress(done)
+        fout.flush()
+        os.fsync(fout.fileno())
+    return digest.hexdigest()
+
+
+def _epoch(value) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, (int, float)):
+        v = float(value)
+        return v / 1000 if v > 1e11 else v  # milliseconds are common too
+    try:
+        dt = datetime.fromisoformat(str(value).replace("Z", "+00:00").replace(" ", "T"))
+    except ValueError:
+        try:
+            return _epoch(float(value))
+        except ValueError:
+            return None
+    return (dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)).timestamp()
+
+
+def newest_row(conn: sqlite3.Connection, query: str | None) -> float | None:
+    """The newest row's time: ``rpo_query``, else the max of time-named columns."""
+    if query:
+        row = conn.execute(query).fetchone()
+        return _epoch(row[0]) if row else None
+    best = None
+    tables = [r[0] for r in conn.execute(
+        "select name from sqlite_master where type='table' and name not like 'sqlite_%'")]
+    for table in tables:
+        for col in conn.execute(f'pragma table_info("{table}")'):
+            if _TIME_COLUMN.search(col[1]):
+                value = _epoch(conn.execute(f'select max("{col[1]}") from "{table}"').fetchone()[0])
+                if value is not None and (best is None or value > best):
+                    best = value
+    return best
+
+
+def _pick_snapshot(cfg: Config, at: float | None, path: Path | None) -> backups.Manifest:
+    if cfg.backups is None:
+        raise RestoreError("the config has no backups section")
+    snaps = backups.list_snapshots(cfg.backups.snapshots_dir)
+    if path is not None:
+        snaps = [m for m in snaps if Path(m.path).resolve() == path.resolve()]
+    elif at is not None:
+        snaps = [m for m in snaps if m.created <= at]
+    if not snaps:
+        raise RestoreError(f"no complete snapshot in {cfg.backups.snapshots_dir}"
+                           + (" at or before the requested time" if at is not None else ""))
+    return snaps[0]
+
+
+def restore(cfg: Config, source: str | None = None, at: str | None = None,
+            snapshot_path: Path | None = None, check: str = "integrity_check",
+            restart_app: bool = True, say: Callable[[str], None] = print) -> Report:
+    started = time.monotonic()
+    db = cfg.platform.database
+    bk = cfg.backups
+    if source is None:
+        source = "litestream" if bk and bk.litestream_config else "snapshot"
+    for stale in db.parent.glob(f".{db.name}.restore-*"):
+        stale.unlink(missing_ok=True)  # left by a restore that was killed
+    tmp = db.parent / f".{db.name}.restore-{os.getpid()}"
+    try:
+        if source == "litestream":
+            if bk is None or bk.litestream_config is None:
+                raise RestoreError("backups.litestream_config is not set")
+            say(f"restoring {db} from litestream ({bk.litestream_config})"
+                + (f" at {at}" if at else ""))
+            try:
+                backups.litestream_restore(bk.litestream_config, db, tmp, at=at)
+            except (RuntimeError, OSError) as exc:
+                raise RestoreError(str(exc)) from None
+            backup_desc, backup_time = f"litestream {bk.litestream_config}", None
+        elif source == "snapshot":
+            from remediation.alerts import parse_time
+
+            when = None
+            if at:
+                try:
+                    when = parse_time(at).timestamp()
+                except ValueError:
+                    raise RestoreError(f"--at {at!r}: expected RFC 3339") from None
+            m = _pick_snapshot(cfg, when, snapshot_path)
+            say(f"restoring {db} from snapshot {m.path}")
+            digest = copy_with_digest(Path(m.path), tmp, Progress("copying", m.size_bytes))
+            if digest != m.sha256:
+                raise RestoreError(f"{m.path}: sha256 differs from its manifest")
+            backup_desc, backup_time = m.path, m.created
+        else:
+            raise RestoreError(f"unknown source {source!r} (litestream or snapshot)")
+
+        ok, why = backups.integrity_check(tmp, check)
+        if not ok:
+            raise RestoreError(f"the restored copy fails {check}: {why}")
+        conn = sqlite3.connect(f"file:{tmp}?mode=ro", uri=True)
+        try:
+            tables = backups.row_counts(conn)
+            if not tables:
+                raise RestoreError("the restored copy holds no tables")
+            newest = newest_row(conn, cfg.remediation.rpo_query if cfg.remediation else None)
+        except sqlite3.Error as exc:
+            raise RestoreError(f"sanity query on the restored copy failed: {exc}") from None
+        finally:
+            conn.close()
+        say(f"restored copy is sound: {sum(tables.values())} rows in {len(tables)} tables")
+
+        stopped_at = time.monotonic()
+        if restart_app:
+            say("stopping the app")
+            app.stop(cfg.platform)
+        quarantine = _quarantine(db)
+        if quarantine:
+            say(f"damaged files kept in {quarantine}")
+        os.replace(tmp, db)
+        _fsync_dir(db.parent)
+        healthy = True
+        if restart_app:
+            say("starting the app")
+            app.start(cfg.platform)
+            healthy = app.wait_healthy(cfg.platform)
+            say("app healthy" if healthy else "app NOT healthy after the restore")
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    finished = time.monotonic()
+    now = time.time()
+    return Report(
+        source=source, backup=backup_desc, quarantine=str(quarantine) if quarantine else None,
+        rto_seconds=finished - started, downtime_seconds=finished - stopped_at,
+        rpo_seconds=(now - newest) if newest is not None else
+        ((now - backup_time) if backup_time is not None else None),
+        newest_row=newest, tables=tables, healthy=healthy)
+
+
+def _quarantine(db: Path) -> Path | None:
+    """Keep the database and its sidecars under quarantine/<time>/, then clear the sidecars."""
+    present = [p for p in [db] + [Path(f"{db}{s}") for s in SIDECARS] if p.exists()]
+    if not present:
+        return None
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
+    qdir = db.parent / "quarantine" / stamp
+    qdir.mkdir(parents=True)
+    for p in present:
+        try:
+            os.link(p, qdir / p.name)  # no copy: the same inode, kept by a second name
+        except OSError:
+            shutil.copy2(p, qdir / p.name)
+    _fsync_dir(qdir)
+    for suffix in ("-shm", "-wal"):
+        Path(f"{db}{suffix}").unlink(missing_ok=True)
+    _fsync_dir(db.parent)
+    return qdir
