@@ -56,19 +56,31 @@ def stop(config: Config, grace: float = 10.0) -> int | None:
     pid = running_pid(config)
     if pid is None:
         return None
-    proc = psutil.Process(pid)
     try:
+        proc = psutil.Process(pid)
         proc.send_signal(signal.SIGTERM)
-        proc.wait(grace)
-    except psutil.TimeoutExpired:
-        proc.kill()
-        proc.wait(5)
+        if not _wait_gone(proc, grace):
+            proc.kill()
+            _wait_gone(proc, 5)
     except psutil.NoSuchProcess:
         pass
     pid_file = config.platform.app_pid_file
     if pid_file and pid_file.exists() and pid_file.read_text().strip() == str(pid):
         pid_file.unlink()
     return pid
+
+
+def _wait_gone(proc: psutil.Process, timeout: float) -> bool:
+    """Wait for exit. Not our child, so not ours to reap: a zombie counts as gone."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if proc.status() == psutil.STATUS_ZOMBIE:
+                return True
+        except psutil.NoSuchProcess:
+            return True
+        time.sleep(0.05)
+    return False
 
 
 def start(config: Config, timeout: float = 30.0) -> tuple[subprocess.Popen, bool]:
