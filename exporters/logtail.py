@@ -3,7 +3,8 @@
 It keeps the open file, its inode and offset between calls, so that:
 - rotation by rename: the old file is read to its end through the still-open handle,
   then the new file at the path is read from offset 0;
-- truncation (size < offset, e.g. ``copytruncate``): reading restarts at 0;
+- truncation (``copytruncate``): when the file is shorter than the offset, or the bytes
+  just before the offset are no longer the ones read there, reading restarts at 0;
 - binary garbage is decoded with replacement characters and never raises;
 - one call reads at most ``budget`` bytes, so a huge backlog costs several scrapes
   instead of one slow scrape.
@@ -16,6 +17,8 @@ import threading
 
 # A "line" longer than this without a newline is garbage: count what we have, move on.
 MAX_LINE = 64 * 1024
+# How many bytes before the offset are remembered to notice a rewritten file.
+FINGERPRINT = 64
 
 
 class LogTail:
@@ -30,6 +33,7 @@ class LogTail:
         self._inode: tuple[int, int] | None = None
         self._offset = 0
         self._partial = b""
+        self._fingerprint = b""
 
     def poll(self) -> int:
         """Read what is new; return the total of matching lines so far.
@@ -54,10 +58,19 @@ class LogTail:
                 self._fh = open(self.path, "rb")
                 self._inode = (os.fstat(self._fh.fileno()).st_dev, os.fstat(self._fh.fileno()).st_ino)
                 self._offset, self._partial = 0, b""
-            if os.fstat(self._fh.fileno()).st_size < self._offset:
-                self._offset, self._partial = 0, b""  # truncated in place
+            if self._rewritten():
+                self._offset, self._partial, self._fingerprint = 0, b"", b""
             self._read(budget)
             return self.matches
+
+    def _rewritten(self) -> bool:
+        """Truncated (and maybe refilled past our offset) since the last read?"""
+        if os.fstat(self._fh.fileno()).st_size < self._offset:
+            return True
+        if not self._fingerprint:
+            return False
+        start = self._offset - len(self._fingerprint)
+        return os.pread(self._fh.fileno(), len(self._fingerprint), start) != self._fingerprint
 
     def _drain(self, budget: int) -> int:
         """Finish the rotated-away file; close it once read to the end."""
@@ -75,6 +88,7 @@ class LogTail:
         self._offset += len(data)
         if not data:
             return 0
+        self._fingerprint = (self._fingerprint + data)[-FINGERPRINT:]
         lines = (self._partial + data).split(b"\n")
         self._partial = lines.pop()
         if len(self._partial) > MAX_LINE:
@@ -95,6 +109,7 @@ class LogTail:
         if self._fh is not None:
             self._fh.close()
         self._fh, self._inode, self._offset, self._partial = None, None, 0, b""
+        self._fingerprint = b""
 
     def close(self) -> None:
         with self._lock:

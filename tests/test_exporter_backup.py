@@ -1,0 +1,83 @@
+"""The backup collector: snapshot freshness, a real Litestream replica, restore tests."""
+from __future__ import annotations
+
+import sqlite3
+import time
+
+import yaml
+
+from exporters.backup import BackupCollector
+from pitwatch import backups
+from pitwatch.procs import Child, free_port, wait_until
+from test_exporter_fixtures import make_db, samples, success, value
+
+
+def test_snapshots_and_restore_test(tmp_path):
+    db = make_db(tmp_path / "trading.db")
+    snaps = tmp_path / "snaps"
+    backups.snapshot(db, snaps, now=time.time() - 7200)
+    newest = backups.snapshot(db, snaps)
+    col = BackupCollector(db, snaps)
+    got = samples(col)
+    assert success(got, "backup") == 1
+    assert value(got, "pitwatch_backup_snapshots_retained") == 2
+    assert value(got, "pitwatch_backup_snapshot_last_success_timestamp_seconds") == newest.created
+    assert value(got, "pitwatch_backup_snapshot_last_size_bytes") == newest.size_bytes
+    col.checks()[0].run_once()
+    got = samples(col)
+    assert value(got, "pitwatch_backup_restore_test_ok") == 1
+    assert value(got, "pitwatch_backup_restore_test_duration_seconds") > 0
+    assert not list(tmp_path.glob(".pitwatch-restore-test-*"))  # the temp copy is gone
+    # Damage the newest snapshot: the restore test must say so.
+    with open(newest.path, "r+b") as fh:
+        fh.seek(8192)
+        fh.write(b"\0" * 4096)
+    col.checks()[0].run_once()
+    got = samples(col)
+    assert value(got, "pitwatch_backup_restore_test_ok") == 0
+    assert "sha256" in col.details()["restore_test"]
+
+
+def test_missing_snapshots_folder_is_a_failure(tmp_path):
+    db = make_db(tmp_path / "trading.db", trades=10)
+    col = BackupCollector(db, tmp_path / "no-such-folder")
+    col.checks()[0].run_once()
+    got = samples(col)
+    assert success(got, "backup") == 0
+    assert value(got, "pitwatch_backup_restore_test_ok") == 0
+
+
+def test_litestream_replica_and_restore(tmp_path):
+    db = make_db(tmp_path / "trading.db", trades=100)
+    replica = tmp_path / "replica"
+    config = tmp_path / "litestream.yml"
+    config.write_text(yaml.safe_dump({
+        "addr": f"127.0.0.1:{free_port()}",
+        "dbs": [{"path": str(db), "replica": {"type": "file", "path": str(replica)}}]}))
+    col = BackupCollector(db, None, litestream_config=config)
+    before = samples(col)
+    assert success(before, "backup") == 0  # no replica folder yet
+    started = time.time()
+    with Child("litestream", ["litestream", "replicate", "-config", config],
+               log=tmp_path / "litestream.log") as proc:
+        wait_until(lambda: replica.is_dir() and any(p.is_file() for p in replica.rglob("*")), 30,
+                   what=f"litestream replica files{proc.tail()}")
+        conn = sqlite3.connect(db)
+        conn.execute("insert into trades(symbol, ts, qty) values ('ZN', ?, 5)", (time.time(),))
+        conn.commit()
+        conn.close()
+        written = time.time()
+
+        def replicated() -> bool:
+            return (value(samples(col), "pitwatch_backup_litestream_last_replica_write_timestamp_seconds")
+                    or 0) >= written - 1
+
+        wait_until(replicated, 30, what="the replica to receive the new row")
+        got = samples(col)
+        assert success(got, "backup") == 1
+        stamp = value(got, "pitwatch_backup_litestream_last_replica_write_timestamp_seconds")
+        assert started - 1 <= stamp <= time.time() + 1
+        col.checks()[0].run_once()
+        got = samples(col)
+    assert value(got, "pitwatch_backup_restore_test_ok") == 1, col.details()
+    assert col.details()["restore_test"].startswith("litestream")
