@@ -226,6 +226,12 @@ def test_pitwatch_yml_loads_and_matches_the_mounts(pw):
     assert pw.platform.database == Path("/data/trading.db")
     assert pw.platform.deploy == "compose"
     assert pw.platform.compose_service == "app"
+    # Rollback rewrites the variable that names the app's tag in the compose file.
+    assert f"${{{pw.platform.compose_tag_variable}:" in raw(BASE)["services"]["app"]["image"]
+    assert f"\n{pw.platform.compose_tag_variable}=" in ENV_EXAMPLE.read_text()
+    for argv in (pw.platform.restart_command, pw.platform.stop_command, pw.platform.start_command):
+        assert argv[:2] == ["docker", "compose"] and "app" in argv
+        assert set(argv[argv.index(str(pw.platform.compose_file)) + 2:]) <= set(raw(BASE)["services"])
     # The compose paths in the config are where the remediator mounts this folder.
     assert mount("remediator", "/srv/pitwatch/compose") == "."
     assert pw.platform.compose_file == Path("/srv/pitwatch/compose/docker-compose.yml")
