@@ -1,0 +1,79 @@
+"""`pitwatch demo DIR --seconds N`: everything starts, answers, and nothing outlives it."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import psutil
+import requests
+
+from pitwatch import config
+from pitwatch.procs import wait_until
+
+
+def alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def group_members(pgid: int) -> list[int]:
+    out = []
+    for p in psutil.process_iter(["pid"]):
+        try:
+            if p.status() != psutil.STATUS_ZOMBIE and psutil.os.getpgid(p.pid) == pgid:
+                out.append(p.pid)
+        except (psutil.Error, ProcessLookupError):
+            pass
+    return out
+
+
+def test_demo_runs_answers_survives_a_restart_and_leaves_nothing(tmp_path):
+    root = tmp_path / "demo"
+    log = open(tmp_path / "demo.out", "w")
+    runner = subprocess.Popen([sys.executable, "-m", "pitwatch", "demo", str(root),
+                               "--seconds", "10", "--rate", "20"],
+                              stdout=log, stderr=subprocess.STDOUT)
+    try:
+        state_file = root / "run" / "stack.json"
+        wait_until(lambda: state_file.exists() or runner.poll() is not None, 90,
+                   what="the stack to start")
+        assert runner.poll() is None, (tmp_path / "demo.out").read_text()
+        state = json.loads(state_file.read_text())["components"]
+        pids = {c["name"]: c["pid"] for c in state if c["running"]}
+        assert {"app", "traffic"} <= set(pids)
+        assert all(alive(pid) for pid in pids.values())
+        cfg = config.load(root / "pitwatch.yml")
+
+        health = requests.get(cfg.platform.app_url + "/health", timeout=5)
+        assert health.status_code == 200 and health.json()["version"] == "1.4.2"
+        # The remediation's restart replaces the app process mid-run.
+        restart = subprocess.run(cfg.platform.restart_command, capture_output=True, text=True,
+                                 timeout=60)
+        assert restart.returncode == 0, restart.stdout + restart.stderr
+        new_app = int(cfg.platform.app_pid_file.read_text())
+        assert new_app != pids["app"] and alive(new_app)
+        assert requests.get(cfg.platform.app_url + "/health", timeout=5).status_code == 200
+        assert runner.wait(60) == 0
+    finally:
+        if runner.poll() is None:
+            runner.terminate()
+            runner.wait(30)
+        log.close()
+    out = (tmp_path / "demo.out").read_text()
+    assert "COMPONENT" in out and cfg.platform.app_url in out and "all components stopped" in out
+    for pid in [*pids.values(), new_app]:
+        wait_until(lambda: not alive(pid), 5, what=f"pid {pid} to be gone")
+        assert not group_members(pid), f"process group {pid} left behind"
+    assert not cfg.platform.app_pid_file.exists()
+    # The traffic generator met the app (and rode out the restart).
+    traffic_log = (root / "logs" / "traffic.log").read_text()
+    stats = traffic_log.rsplit("traffic stopped:", 1)[1]
+    assert "'2xx'" in stats, traffic_log
+    auth_lines = cfg.security.auth_logs[0].read_text().splitlines()
+    assert auth_lines and all("Failed password" in l or "authentication failure" in l
+                              for l in auth_lines)
+    # The client address came through the trusted local proxy header.
+    assert not any("127.0.0.1" in line for line in auth_lines), auth_lines
