@@ -1,0 +1,214 @@
+"""A small real platform for the remediation tests: release folders with a `current`
+link, a real HTTP app whose /health follows its release and its database, a real
+SQLite database, and stop/start/restart commands that really stop and start it."""
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from pitwatch.procs import Child, free_port, http_ok, wait_until
+
+HERE = Path(__file__).resolve().parent
+APP = HERE / "remediation_app.py"
+CTL = HERE / "remediation_ctl.py"
+PY = sys.executable
+TOKEN = "s3cret-token-for-tests"
+
+
+def make_db(path: Path, rows: int = 500, newest: float | None = None) -> Path:
+    newest = time.time() if newest is None else newest
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("create table if not exists trades (id integer primary key, symbol text, "
+                 "qty int, price real, executed_at real)")
+    conn.executemany("insert into trades (symbol, qty, price, executed_at) values (?, ?, ?, ?)",
+                     [("ES", i % 5 + 1, 5000 + i * 0.25, newest - (rows - 1 - i))
+                      for i in range(rows)])
+    conn.commit()
+    conn.close()
+    return path
+
+
+def damage(path: Path) -> None:
+    """Overwrite pages past the header, as a failing disk would."""
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+    with open(path, "r+b") as fh:
+        fh.seek(4096 * 2)
+        fh.write(b"\xde\xad\xbe\xef" * 4096)
+
+
+@dataclass
+class Platform:
+    root: Path
+    port: int
+    config: Path
+    releases: Path
+    db: Path
+    state: Path
+    cfg: dict = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def healthy(self) -> bool:
+        return http_ok(self.url + "/health")
+
+    def version(self) -> str | None:
+        import urllib.request
+        import urllib.error
+        try:
+            with urllib.request.urlopen(self.url + "/health", timeout=2) as r:
+                return json.load(r)["version"]
+        except urllib.error.HTTPError as exc:
+            return json.load(exc)["version"]
+        except OSError:
+            return None
+
+    def current(self) -> str:
+        import os
+        return os.readlink(self.releases / "current")
+
+    def ctl(self, verb: str) -> None:
+        subprocess.run([PY, str(CTL), str(self.state), verb], check=True, timeout=30)
+
+    def calls(self) -> list[str]:
+        log = self.state / "calls.log"
+        return log.read_text().splitlines() if log.exists() else []
+
+    def write_config(self, **sections) -> Path:
+        for key, value in sections.items():
+            if isinstance(value, dict) and isinstance(self.cfg.get(key), dict):
+                self.cfg[key] = {**self.cfg[key], **value}
+            else:
+                self.cfg[key] = value
+        self.config.write_text(yaml.safe_dump(self.cfg, sort_keys=False))
+        return self.config
+
+    def pitwatch(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+        return subprocess.run([PY, "-m", "pitwatch", *args, "--config", str(self.config)],
+                              capture_output=True, text=True, timeout=timeout)
+
+    def stop(self) -> None:
+        self.ctl("stop")
+
+
+def make_platform(root: Path, versions: dict[str, bool] | None = None, current: str = "v2",
+                  compose: bool = False) -> Platform:
+    """Releases (name -> healthy), `current` -> ``current``, the app started from it."""
+    versions = versions or {"v1": True, "v2": True}
+    root.mkdir(parents=True, exist_ok=True)
+    releases = root / "releases"
+    for name, healthy in versions.items():
+        (releases / name).mkdir(parents=True)
+        (releases / name / "release.json").write_text(
+            json.dumps({"version": name, "healthy": healthy}))
+    (releases / "current").symlink_to(current)
+    state = root / "state"
+    state.mkdir()
+    db = make_db(root / "trading.db")
+    port = free_port()
+    argv = [PY, str(APP), str(port), str(releases), str(db), str(state / "app.pid")]
+    ctl = [PY, str(CTL), str(state)]
+    platform: dict = {
+        "app_url": f"http://127.0.0.1:{port}",
+        "database": str(db),
+        "releases_dir": str(releases),
+        "restart_command": ctl + ["restart"],
+        "stop_command": ctl + ["stop"],
+        "start_command": ctl + ["start"],
+        "app_pid_file": str(state / "app.pid"),
+        "health_timeout": "4s",
+    }
+    if compose:
+        env = root / "compose.env"
+        env.write_text(f"# compose settings\nCOMPOSE_PROJECT_NAME=trading\nAPP_IMAGE_TAG={current}\n")
+        argv += [str(env), "APP_IMAGE_TAG"]
+        platform.update({"deploy": "compose", "compose_env_file": str(env),
+                         "compose_file": str(root / "docker-compose.yml"),
+                         "compose_command": ctl + ["compose"]})
+    (state / "app.json").write_text(json.dumps(argv))
+    p = Platform(root, port, root / "pitwatch.yml", releases, db, state,
+                 {"platform": platform,
+                  "backups": {"snapshots_dir": str(root / "snapshots"), "keep_min": 1}})
+    p.write_config()
+    p.ctl("start")
+    wait_until(lambda: p.version() is not None, 10, what="test app")
+    return p
+
+
+def notification(alerts: list[dict], status: str | None = None, **extra) -> dict:
+    """An Alertmanager webhook v4 body."""
+    status = status or ("firing" if any(a["status"] == "firing" for a in alerts) else "resolved")
+    return {"version": "4", "receiver": "remediation", "status": status,
+            "groupKey": '{}:{alertname="X"}', "groupLabels": {}, "commonLabels": {},
+            "commonAnnotations": {}, "externalURL": "http://am", "truncatedAlerts": 0,
+            "alerts": alerts, **extra}
+
+
+def alert(name: str = "BadRelease", status: str = "firing", fingerprint: str = "fp01",
+          starts_at: str = "2026-11-25T10:00:00.123456789Z", **labels) -> dict:
+    return {"status": status, "labels": {"alertname": name, **labels},
+            "annotations": {"summary": "s"}, "startsAt": starts_at,
+            "endsAt": "0001-01-01T00:00:00Z", "generatorURL": "http://prom/graph",
+            "fingerprint": fingerprint}
+
+
+class Receiver:
+    """A real `pitwatch remediator` process."""
+
+    def __init__(self, config: Path, port: int, log: Path):
+        self.port = port
+        self.config = config
+        self.child = Child("remediator", [PY, "-m", "pitwatch", "remediator", "--config", config],
+                           log=log)
+        wait_until(lambda: self.ready(), 20, what="remediator")
+
+    def ready(self) -> bool:
+        if self.child.poll() is not None:
+            raise RuntimeError(f"remediator exited {self.child.poll()}{self.child.tail()}")
+        return http_ok(f"http://127.0.0.1:{self.port}/healthz")
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def post(self, body, token: str | None = TOKEN, raw: bytes | None = None, headers=None):
+        import requests
+        h = {"Content-Type": "application/json", **(headers or {})}
+        if token is not None:
+            h["Authorization"] = f"Bearer {token}"
+        data = raw if raw is not None else json.dumps(body).encode()
+        return requests.post(self.url + "/alerts", data=data, headers=h, timeout=10)
+
+    def runs(self) -> list[dict]:
+        import requests
+        return requests.get(self.url + "/actions", timeout=5).json()["runs"]
+
+    def stop(self) -> None:
+        self.child.stop()
+
+
+def remediation_config(root: Path, port: int, actions: dict | None = None,
+                       policy: list | None = None, **extra) -> dict:
+    (root / "token").write_text(TOKEN + "\n")
+    return {"listen": f"127.0.0.1:{port}", "token_file": str(root / "token"),
+            "journal": str(root / "journal" / "journal.db"), "actions": actions or {},
+            "policy": policy or [], **extra}
+
+
+def journal_rows(path: Path, sql: str, args: tuple = ()) -> list[tuple]:
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+    try:
+        return conn.execute(sql, args).fetchall()
+    finally:
+        conn.close()
