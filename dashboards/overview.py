@@ -26,7 +26,7 @@ dashboard = board("overview", "pitwatch / Overview",
          links=[board_link("trading", "Trading")]),
     stat("Last trade age", "Time since the newest trade in the database (exporter's SQL). "
          "Expected to grow while the market is closed.", promql.LAST_TRADE_AGE, units.SECONDS,
-         links=[board_link("trading", "Trading")]),
+         links=[board_link("trading", "Trading"), runbook_link("NoTradesWhileMarketOpen")]),
     stat("DB probe p99", f"99th percentile of the exporter's probe query against the "
          f"trading database. SLO: {slo.DB_PROBE_P99.description}.", promql.DB_PROBE_P99,
          units.SECONDS, thresholds=slo_steps(slo.DB_PROBE_P99),

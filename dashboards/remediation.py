@@ -23,7 +23,7 @@ dashboard = board("remediation", "pitwatch / Remediation",
          thresholds=steps(BLUE)),
     stat("Failed actions per minute", "Actions that ended in failure, timeout or "
          "interruption.", or_zero(rate(FAILED) + PER_MINUTE), units.OPS_PER_MINUTE,
-         thresholds=steps(GREEN, (0.001, RED)), links=[runbook_link("RemediationFailed")]),
+         thresholds=steps(GREEN, (0.001, RED)), links=[runbook_link("RemediationActionFailed")]),
     timeseries("Notifications", "Webhook notifications received per minute.",
                targets((or_zero(rate("pitwatch_remediation_notifications_received_total")
                                 + PER_MINUTE), "notifications")), units.OPS_PER_MINUTE),
