@@ -49,7 +49,7 @@ class DatabaseCollector(Concern):
                                     lambda: run_check(self.database, "quick_check")),
             "integrity_check": Periodic("integrity_check", integrity_check_interval,
                                         lambda: run_check(self.database, "integrity_check"),
-                                        first_delay=5.0),
+                                        first_delay=2.0),
         }
         self._intervals = {"quick_check": quick_check_interval,
                            "integrity_check": integrity_check_interval}
