@@ -114,9 +114,8 @@ class Engine:
                 self.metrics.suppressions.labels(reason).inc()
         return queued
 
-    def dispatch(self, runs: list[QueuedRun]) -> None:
-        for run in runs:
-            self.pool.submit(self._execute, run)
+    def dispatch(self, runs: list[QueuedRun]) -> list:
+        return [self.pool.submit(self._execute, run) for run in runs]
 
     def _execute(self, run: QueuedRun) -> None:
         rule = run.rule
