@@ -151,9 +151,12 @@ class Compose:
                 lines[i], replaced = new, True
         if not replaced:
             lines.append(new)
+        before = self.current()
         atomic_write(self.env, "\n".join(lines) + "\n")
         stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
         with open(self.history, "a") as fh:
+            if before and not self._history():
+                fh.write(f"{stamp} {before}\n")  # what ran before pitwatch first switched
             fh.write(f"{stamp} {version}\n")
 
     def apply(self) -> None:

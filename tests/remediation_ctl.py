@@ -1,6 +1,6 @@
 """Stop/start/restart of the test app by pid file, as a platform's service manager would.
 
-    python remediation_ctl.py STATE_DIR stop|start|restart
+    python remediation_ctl.py STATE_DIR stop|slowstop|start|restart
     python remediation_ctl.py STATE_DIR compose [-f FILE] up -d SERVICE   (compose stand-in
         for `docker compose`: records its argv, then restarts the app)
 
@@ -46,16 +46,21 @@ def stop():
 
 def start():
     log = open(state / "app.log", "ab")
-    subprocess.Popen(argv, stdout=log, stderr=log, stdin=subprocess.DEVNULL,
-                     start_new_session=True, close_fds=True)
-    for _ in range(100):  # until it wrote its pid: a later stop must find it
+    proc = subprocess.Popen(argv, stdout=log, stderr=log, stdin=subprocess.DEVNULL,
+                            start_new_session=True, close_fds=True)
+    for _ in range(400):  # until it wrote its pid: a later stop must find it
         if pid_file.exists():
             return
+        if proc.poll() is not None:
+            sys.exit(f"the app exited with {proc.returncode}")
         time.sleep(0.05)
     sys.exit("the app did not start")
 
 
 if verb == "stop":
+    stop()
+elif verb == "slowstop":  # a service manager that takes its time
+    time.sleep(1.0)
     stop()
 elif verb == "start":
     start()

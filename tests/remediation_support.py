@@ -127,7 +127,7 @@ def make_platform(root: Path, versions: dict[str, bool] | None = None, current: 
         "stop_command": ctl + ["stop"],
         "start_command": ctl + ["start"],
         "app_pid_file": str(state / "app.pid"),
-        "health_timeout": "4s",
+        "health_timeout": "1.5s",
     }
     if compose:
         env = root / "compose.env"
