@@ -24,6 +24,7 @@ PALETTE = ["#73bf69", "#f2cc0c", "#8ab8ff", "#ff780a", "#f2495c", "#5794f2", "#b
            "#705da0", "#37872d", "#fade2a"]
 ROW_INCHES = 0.34   # one grid unit is 30 px in Grafana
 WIDTH_INCHES = 18.0
+HEADER, MARGIN, GAP, TITLE = 0.55, 0.15, 0.08, 0.28   # inches
 _LEGEND = re.compile(r"\{\{\s*(\w+)\s*\}\}")
 
 
@@ -74,23 +75,65 @@ def _text(value: float, panel: dict) -> str:
     return units.format_value(value, defaults.get("unit", ""))
 
 
-def _frame(ax, title: str) -> None:
-    ax.set_facecolor(PANEL)
-    for spine in ax.spines.values():
-        spine.set_color("#2c3235")
-    ax.set_title(title, loc="left", color=TEXT, fontsize=9, fontweight="bold", pad=4)
+class _Box:
+    """A panel's rectangle in figure coordinates (0..1), from its gridPos."""
+
+    def __init__(self, grid: dict, rows: int, fig_height: float):
+        usable = WIDTH_INCHES - 2 * MARGIN
+        self.left = (MARGIN + grid["x"] / 24 * usable + GAP / 2) / WIDTH_INCHES
+        self.width = (grid["w"] / 24 * usable - GAP) / WIDTH_INCHES
+        top_in = HEADER + grid["y"] * ROW_INCHES + GAP / 2
+        self.height = (grid["h"] * ROW_INCHES - GAP) / fig_height
+        self.bottom = 1 - top_in / fig_height - self.height
+        self.fig_height = fig_height
+
+    def inner(self, left: float = 0.0, right: float = 0.0, top: float = 0.0,
+              bottom: float = 0.0) -> list[float]:
+        """[left, bottom, width, height] inset by margins given in inches."""
+        return [self.left + left / WIDTH_INCHES, self.bottom + bottom / self.fig_height,
+                self.width - (left + right) / WIDTH_INCHES,
+                self.height - (top + bottom) / self.fig_height]
+
+    def at(self, fx: float, fy: float) -> tuple[float, float]:
+        """A point of the area below the title, as fractions of it."""
+        x, y, w, h = self.inner(top=TITLE)
+        return x + fx * w, y + fy * h
 
 
-def _no_data(ax) -> None:
-    ax.set_xticks([])
-    ax.set_yticks([])
-    ax.text(0.5, 0.5, "No data", transform=ax.transAxes, ha="center", va="center",
-            color=COLOURS["orange"], fontsize=14, fontweight="bold")
+def _frame(fig, box: _Box, title: str) -> None:
+    from matplotlib.patches import Rectangle
+
+    fig.patches.append(Rectangle((box.left, box.bottom), box.width, box.height,
+                                 transform=fig.transFigure, facecolor=PANEL,
+                                 edgecolor="#2c3235", linewidth=0.8, zorder=-1))
+    fig.text(box.left + 0.08 / WIDTH_INCHES, box.bottom + box.height - 0.06 / box.fig_height,
+             title, ha="left", va="top", color=TEXT, fontsize=9, fontweight="bold")
 
 
-def _draw_stat(ax, panel: dict, series: list) -> None:
-    ax.set_xticks([])
-    ax.set_yticks([])
+def _no_data(fig, box: _Box) -> None:
+    x, y = box.at(0.5, 0.5)
+    fig.text(x, y, "No data", ha="center", va="center", color=COLOURS["orange"], fontsize=14,
+             fontweight="bold")
+
+
+def _sparkline(fig, box: _Box, times: list[float], values: list[float], colour: str) -> None:
+    from matplotlib.lines import Line2D
+
+    points = [(t, v) for t, v in zip(times, values) if math.isfinite(v)]
+    if len(points) < 2:
+        return
+    lo, hi = min(v for _, v in points), max(v for _, v in points)
+    t0, t1 = points[0][0], points[-1][0]
+    left, bottom, width, height = box.inner(left=0.05, right=0.05, bottom=0.05, top=TITLE)
+    height *= 0.35
+    xs = [left + width * (t - t0) / ((t1 - t0) or 1) for t, _ in points]
+    # A flat line sits at a third of the strip, as Grafana draws it.
+    ys = [bottom + height * ((v - lo) / (hi - lo) if hi > lo else 0.33) for _, v in points]
+    fig.lines.append(Line2D(xs, ys, transform=fig.transFigure, color=colour, linewidth=1,
+                            alpha=0.8))
+
+
+def _draw_stat(fig, box: _Box, panel: dict, series: list) -> None:
     last = []
     for legend, times, values in series:
         finite = [v for v in values if not math.isnan(v)]
@@ -100,31 +143,34 @@ def _draw_stat(ax, panel: dict, series: list) -> None:
     if len(last) == 1 and text_mode in ("auto", "value"):
         legend, value, times, values = last[0]
         colour = _colour(value, panel)
-        if panel.get("options", {}).get("graphMode") == "area" and len(values) > 1:
-            spark = ax.inset_axes([0, 0, 1, 0.35])
-            spark.fill_between(times, values, color=colour, alpha=0.15)
-            spark.plot(times, values, color=colour, linewidth=1)
-            spark.axis("off")
-        ax.text(0.5, 0.58, _text(value, panel), transform=ax.transAxes, ha="center",
-                va="center", color=colour, fontsize=20, fontweight="bold")
+        if panel.get("options", {}).get("graphMode") == "area":
+            _sparkline(fig, box, times, values, colour)
+        x, y = box.at(0.5, 0.6)
+        fig.text(x, y, _text(value, panel), ha="center", va="center", color=colour,
+                 fontsize=20, fontweight="bold")
         return
     # Several series (or a name to show): one line each, as Grafana's stat tiles.
     shown = last[:8]
     size = max(7, min(14, 40 // max(len(shown), 1)))
     for i, (legend, value, _, _) in enumerate(shown):
-        y = 1 - (i + 0.5 + 0.3) / (len(shown) + 0.6)
+        x, y = box.at(0.5, 1 - (i + 0.5) / len(shown))
         label = legend if text_mode == "name" else f"{legend}: {_text(value, panel)}"
-        ax.text(0.5, y, label, transform=ax.transAxes, ha="center", va="center",
-                color=_colour(value, panel), fontsize=size, fontweight="bold")
+        fig.text(x, y, label, ha="center", va="center", color=_colour(value, panel),
+                 fontsize=size, fontweight="bold")
     if len(last) > len(shown):
-        ax.text(0.99, 0.02, f"+{len(last) - len(shown)} more", transform=ax.transAxes,
-                ha="right", va="bottom", color=MUTED, fontsize=7)
+        x, y = box.at(0.98, 0.02)
+        fig.text(x, y, f"+{len(last) - len(shown)} more", ha="right", va="bottom",
+                 color=MUTED, fontsize=7)
 
 
-def _draw_timeseries(ax, panel: dict, series: list, window: Window) -> None:
+def _draw_timeseries(fig, box: _Box, panel: dict, series: list, window: Window) -> None:
     import matplotlib.dates as mdates
     from matplotlib.ticker import FuncFormatter, MaxNLocator
 
+    ax = fig.add_axes(box.inner(left=0.75, right=0.12, top=TITLE + 0.05, bottom=0.3))
+    ax.set_facecolor(PANEL)
+    for spine in ax.spines.values():
+        spine.set_visible(False)
     unit = panel.get("fieldConfig", {}).get("defaults", {}).get("unit", "")
     for i, (legend, times, values) in enumerate(series[:12]):
         stamps = [datetime.fromtimestamp(t, timezone.utc) for t in times]
@@ -139,14 +185,16 @@ def _draw_timeseries(ax, panel: dict, series: list, window: Window) -> None:
         ax.set_ylim(bottom=0)
     ax.set_xlim(datetime.fromtimestamp(window.start, timezone.utc),
                 datetime.fromtimestamp(window.end, timezone.utc))
-    ax.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M", tz=timezone.utc))
+    short = window.end - window.start <= 1800
+    ax.xaxis.set_major_locator(MaxNLocator(6))
+    ax.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M:%S" if short else "%H:%M",
+                                                      tz=timezone.utc))
     ax.yaxis.set_major_locator(MaxNLocator(4))
     ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: units.format_value(v, unit)))
-    ax.tick_params(colors=MUTED, labelsize=7)
+    ax.tick_params(colors=MUTED, labelsize=7, length=0)
     ax.grid(color="#2c3235", linewidth=0.5)
-    legend = ax.legend(loc="upper left", fontsize=6, frameon=False, labelcolor=TEXT,
-                       ncol=min(4, max(1, len(series))))
-    legend.set_in_layout(False)
+    ax.legend(loc="upper left", fontsize=7, frameon=False, labelcolor=TEXT,
+              ncol=min(4, max(1, len(series))))
 
 
 def render_board(model: dict, results: dict[Query, list], window: Window, path: Path,
@@ -156,25 +204,23 @@ def render_board(model: dict, results: dict[Query, list], window: Window, path: 
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib.gridspec import GridSpec
 
     panels = model.get("panels", [])
     rows = max((p["gridPos"]["y"] + p["gridPos"]["h"] for p in panels), default=1)
-    fig = plt.figure(figsize=(WIDTH_INCHES, rows * ROW_INCHES + 0.8), facecolor=BACKGROUND)
-    grid = GridSpec(rows, 24, figure=fig, left=0.03, right=0.99, bottom=0.02,
-                    top=1 - 0.7 / (rows * ROW_INCHES + 0.8), hspace=2.2, wspace=1.2)
-    span = f"{datetime.fromtimestamp(window.start, timezone.utc):%Y-%m-%d %H:%M} to " \
-           f"{datetime.fromtimestamp(window.end, timezone.utc):%H:%M} UTC"
-    fig.suptitle(f"{model.get('title')}    {span}    {source}", x=0.01, ha="left",
-                 color=TEXT, fontsize=12, fontweight="bold")
+    fig_height = HEADER + rows * ROW_INCHES + MARGIN
+    fig = plt.figure(figsize=(WIDTH_INCHES, fig_height), facecolor=BACKGROUND)
+    span = f"{datetime.fromtimestamp(window.start, timezone.utc):%Y-%m-%d %H:%M:%S} to " \
+           f"{datetime.fromtimestamp(window.end, timezone.utc):%H:%M:%S} UTC"
+    fig.text(MARGIN / WIDTH_INCHES, 1 - 0.15 / fig_height,
+             f"{model.get('title')}    {span}    {source}", ha="left", va="top", color=TEXT,
+             fontsize=12, fontweight="bold")
     by_panel: dict[int, list[Query]] = {}
     for query in results:
         by_panel.setdefault(query.panel_id, []).append(query)
     no_data = []
     for panel in panels:
-        box = panel["gridPos"]
-        ax = fig.add_subplot(grid[box["y"]:box["y"] + box["h"], box["x"]:box["x"] + box["w"]])
-        _frame(ax, panel.get("title", ""))
+        box = _Box(panel["gridPos"], rows, fig_height)
+        _frame(fig, box, panel.get("title", ""))
         series = []
         for query in by_panel.get(panel["id"], []):
             found = _series(query, results[query])
@@ -182,11 +228,11 @@ def render_board(model: dict, results: dict[Query, list], window: Window, path: 
                 no_data.append((panel.get("title", ""), query.expr))
             series += found
         if not series:
-            _no_data(ax)
+            _no_data(fig, box)
         elif panel.get("type") == "stat":
-            _draw_stat(ax, panel, series)
+            _draw_stat(fig, box, panel, series)
         else:
-            _draw_timeseries(ax, panel, series, window)
+            _draw_timeseries(fig, box, panel, series, window)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=80, facecolor=BACKGROUND)
     plt.close(fig)

@@ -35,6 +35,8 @@ def _short(value: float) -> str:
 
 def _seconds(value: float) -> str:
     magnitude = abs(value)
+    if magnitude == 0:
+        return "0 s"
     if magnitude < 1e-3:
         return f"{value * 1e6:.3g} µs"
     if magnitude < 1:
