@@ -102,21 +102,31 @@ class Stack:
         widths = [max(len(r[i]) for r in rows) for i in range(4)]
         return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
 
-    def watch(self, seconds: float | None) -> None:
+    def watch(self, seconds: float | None, restart_grace: float = 30.0) -> None:
         end = None if seconds is None else time.monotonic() + seconds
         reported: set[str] = set()
+        app_exited_at: float | None = None
         while end is None or time.monotonic() < end:
             time.sleep(0.5)
             for name, child in self.children.items():
                 if child.poll() is None or name in reported:
                     continue
-                reported.add(name)
-                # A restart by the remediation replaces the app process: not a failure.
-                if name == "app" and lifecycle.running_pid(self.cfg):
-                    self.echo(f"app pid {child.pid} was replaced by pid "
-                              f"{lifecycle.running_pid(self.cfg)} (restart)")
+                if name == "app":
+                    # A restart (restart_command) replaces the app process: not a failure.
+                    replacement = lifecycle.running_pid(self.cfg)
+                    if replacement:
+                        self.echo(f"app pid {child.pid} was replaced by pid {replacement} (restart)")
+                    elif app_exited_at is None:
+                        app_exited_at = time.monotonic()
+                        continue
+                    elif time.monotonic() - app_exited_at < restart_grace:
+                        continue
+                    else:
+                        self.echo(f"app exited with {child.poll()} and was not restarted; "
+                                  "see logs/app.log")
                 else:
                     self.echo(f"{name} exited with {child.poll()}; see logs/{name}.log")
+                reported.add(name)
 
     def stop(self) -> None:
         for name in reversed(list(self.children)):
