@@ -77,3 +77,12 @@ def test_demo_runs_answers_survives_a_restart_and_leaves_nothing(tmp_path):
                               for l in auth_lines)
     # The client address came through the trusted local proxy header.
     assert not any("127.0.0.1" in line for line in auth_lines), auth_lines
+
+
+def test_traffic_keeps_going_while_the_app_is_down():
+    from pitwatch.demo.traffic import Traffic
+    from pitwatch.procs import free_port
+
+    gen = Traffic(f"http://127.0.0.1:{free_port()}", rate=20)
+    stats = gen.run(seconds=1.5)  # nothing listens there: no exception, only counts
+    assert stats["unreachable"] >= 3 and not stats["2xx"]
