@@ -1,0 +1,171 @@
+"""The shipped alertmanager.yml in a real Alertmanager: an alert posted to its API
+arrives as mail at a real SMTP server and, when it carries a `remediation` label, at a
+real HTTP endpoint with the bearer token, in the v4 webhook format.
+
+Only the deployment keys named at the top of alertmanager.yml are rewritten; the routes,
+timings and templates are the shipped ones.
+"""
+from __future__ import annotations
+
+import json
+import threading
+import time
+import urllib.request
+from datetime import datetime, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pitwatch.mailsink import read_mail, serve
+from pitwatch.procs import Child, free_port, wait_http, wait_until
+
+ROOT = Path(__file__).resolve().parent.parent
+AM_CONFIG = ROOT / "alerts" / "alertmanager.yml"
+TOKEN = "s3cret-token-for-the-test"
+
+
+def render(smarthost: str, webhook_url: str, token_file: Path, to: str) -> dict:
+    """The shipped config with this machine's addresses and secrets, nothing else."""
+    config = yaml.safe_load(AM_CONFIG.read_text())
+    config["global"]["smtp_smarthost"] = smarthost
+    config["templates"] = [str(AM_CONFIG.parent / t) for t in config["templates"]]
+    for receiver in config["receivers"]:
+        for mail in receiver.get("email_configs", []):
+            mail["to"] = to
+        for hook in receiver.get("webhook_configs", []):
+            hook["url"] = webhook_url
+            hook["http_config"]["authorization"]["credentials_file"] = str(token_file)
+    return config
+
+
+class Hook(BaseHTTPRequestHandler):
+    received: list[tuple[dict, dict]] = []
+
+    def do_POST(self):  # noqa: N802 (http.server's name)
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        Hook.received.append((dict(self.headers), json.loads(body)))
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def stack(tmp_path):
+    smtp_port, hook_port, am_port = free_port(), free_port(), free_port()
+    token_file = tmp_path / "webhook_token"
+    token_file.write_text(TOKEN + "\n")
+    config = render(f"127.0.0.1:{smtp_port}", f"http://127.0.0.1:{hook_port}/alerts",
+                    token_file, "oncall@example.test")
+    config_file = tmp_path / "alertmanager.yml"
+    config_file.write_text(yaml.safe_dump(config, sort_keys=False))
+
+    smtp = serve(tmp_path / "mail", "127.0.0.1", smtp_port)
+    Hook.received = []
+    hook = ThreadingHTTPServer(("127.0.0.1", hook_port), Hook)
+    threading.Thread(target=hook.serve_forever, daemon=True).start()
+    am = Child("alertmanager", [
+        "prometheus-alertmanager", f"--config.file={config_file}",
+        f"--storage.path={tmp_path / 'am-data'}",
+        f"--web.listen-address=127.0.0.1:{am_port}",
+        f"--web.external-url=http://127.0.0.1:{am_port}",
+        "--cluster.listen-address=",
+    ], log=tmp_path / "alertmanager.log")
+    try:
+        wait_http(f"http://127.0.0.1:{am_port}/-/ready", timeout=30, proc=am)
+        yield {"am": f"http://127.0.0.1:{am_port}", "mail": tmp_path / "mail", "proc": am}
+    finally:
+        am.stop()
+        hook.shutdown()
+        smtp.stop()
+
+
+def post_alerts(base: str, alerts: list[dict]) -> None:
+    req = urllib.request.Request(f"{base}/api/v2/alerts", data=json.dumps(alerts).encode(),
+                                 headers={"Content-Type": "application/json"}, method="POST")
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        assert resp.status == 200
+
+
+def text_of(mail) -> str:
+    return mail.get_body(preferencelist=("plain",)).get_content()
+
+
+def alert(name: str, labels: dict, value: str, description: str) -> dict:
+    return {
+        "labels": {"alertname": name, **labels},
+        "annotations": {
+            "summary": f"{name} summary.",
+            "description": description,
+            "value": value,
+            "runbook_url": f"https://github.com/pitwatch/pitwatch/blob/main/alerts/runbook.md#{name.lower()}",
+        },
+        "startsAt": datetime.now(timezone.utc).isoformat(),
+        "generatorURL": f"http://prometheus.test:9090/graph?g0.expr={name}",
+    }
+
+
+def test_mail_and_webhook_from_a_real_alertmanager(stack):
+    started = time.monotonic()
+    post_alerts(stack["am"], [
+        alert("AppHighErrorRate", {"severity": "critical", "remediation": "rollback", "job": "app"},
+              "83.33% 5xx", "83.33% of the requests to app failed with a 5xx status."),
+        alert("BackupSnapshotTooOld", {"severity": "critical", "job": "exporter",
+                                       "instance": "exporter:9108"},
+              "snapshot 1h 5m 5s old", "The last successful snapshot was taken 1h 5m 5s ago."),
+        alert("Watchdog", {"severity": "info"}, "heartbeat", "Always firing."),
+        alert("RemediationDryRun", {"severity": "info", "job": "remediator"},
+              "1 dry-run decisions", "1 remediation decision(s) in dry-run mode."),
+    ])
+
+    wait_until(lambda: len(read_mail(stack["mail"])) >= 2 and Hook.received, 45,
+               interval=0.2, what="two mails and the webhook" + stack["proc"].tail())
+    elapsed = time.monotonic() - started
+    assert elapsed < 20, f"critical routes wait 5 s, not {elapsed:.0f} s"
+    time.sleep(2)  # anything else that was going to arrive with them
+
+    mails = {m["Subject"]: m for _, m in read_mail(stack["mail"])}
+    assert set(mails) == {
+        "[FIRING:CRITICAL] AppHighErrorRate: 83.33% 5xx",
+        "[FIRING:CRITICAL] BackupSnapshotTooOld: snapshot 1h 5m 5s old",
+    }, "info alerts and the Watchdog are not mailed"
+    mail = mails["[FIRING:CRITICAL] AppHighErrorRate: 83.33% 5xx"]
+    assert mail["To"] == "oncall@example.test"
+    assert mail.get_body(preferencelist=("html",)) is None, "plain text only"
+    body = text_of(mail)
+    assert "83.33% of the requests to app failed with a 5xx status." in body
+    assert "Runbook:    https://github.com/pitwatch/pitwatch/blob/main/alerts/runbook.md#apphigherrorrate" in body
+    assert "Prometheus: http://prometheus.test:9090/graph?g0.expr=AppHighErrorRate" in body
+    assert "Automatic:  the remediator is asked to rollback" in body
+    assert f"Silence or see all alerts: {stack['am']}" in body
+    assert "Automatic:" not in text_of(mails["[FIRING:CRITICAL] BackupSnapshotTooOld: snapshot 1h 5m 5s old"])
+
+    assert len(Hook.received) == 1, "only the remediation alert reaches the remediator"
+    headers, payload = Hook.received[0]
+    assert headers["Authorization"] == f"Bearer {TOKEN}"
+    assert payload["version"] == "4"
+    assert payload["receiver"] == "remediator"
+    assert payload["status"] == "firing"
+    assert payload["externalURL"] == stack["am"]
+    [sent] = payload["alerts"]
+    assert sent["labels"] == {"alertname": "AppHighErrorRate", "severity": "critical",
+                              "remediation": "rollback", "job": "app"}
+    assert sent["status"] == "firing" and sent["fingerprint"] and sent["startsAt"]
+    assert sent["annotations"]["value"] == "83.33% 5xx"
+
+
+def test_the_rendered_config_is_valid(tmp_path):
+    """What a renderer writes (YAML load, set, dump) still loads in amtool."""
+    import subprocess
+
+    config = render("mail.test:2525", "https://remediator.test/alerts", tmp_path / "t",
+                    "ops@example.test")
+    path = tmp_path / "am.yml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    out = subprocess.run(["amtool", "check-config", str(path)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+    shipped = yaml.safe_load(AM_CONFIG.read_text())
+    assert config["route"] == shipped["route"] and config["inhibit_rules"] == shipped["inhibit_rules"]
