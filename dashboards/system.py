@@ -10,6 +10,7 @@ from dashboards.promql import or_zero, rate
 MEMORY = slo_steps(slo.APP_MEMORY)
 FREE = slo_steps(slo.VOLUME_FREE_WARNING, slo.VOLUME_FREE_CRITICAL)
 APP_CPU = rate("pitwatch_app_process_cpu_seconds_total")
+LOAD_PER_CPU = "max(pitwatch_host_load1) / max(pitwatch_host_cpus)"
 
 dashboard = board("system", "pitwatch / System",
                   "The app process, the host, the volumes, and whether monitoring itself "
@@ -24,13 +25,16 @@ dashboard = board("system", "pitwatch / System",
          f"min({promql.VOLUME_FREE_RATIO})", units.PERCENT, thresholds=FREE,
          links=[runbook_link(slo.VOLUME_FREE_WARNING.alert)]),
     stat("Load per CPU", "1-minute load average divided by the number of CPUs.",
-         "max(pitwatch_host_load1) / max(pitwatch_host_cpus)", units.PERCENT,
-         thresholds=steps(GREEN, (1, RED))),
+         LOAD_PER_CPU, units.PERCENT, thresholds=steps(GREEN, (1, RED))),
     stat("Failing collectors", "Exporter collectors whose last scrape failed.",
          or_zero("count(pitwatch_collector_success == 0)"), units.SHORT,
          thresholds=steps(GREEN, (1, RED)), links=[runbook_link("CollectorFailing")]),
     stat("Targets down", "Scrape targets Prometheus cannot reach.", or_zero("count(up == 0)"),
-         units.SHORT, thresholds=steps(GREEN, (1, RED))),
+         units.SHORT, thresholds=steps(GREEN, (1, RED)), links=[runbook_link("TargetDown")]),
+    stat("App open files", "File descriptors the app process holds.",
+         "max(pitwatch_app_process_open_fds)", units.SHORT),
+    stat("Host memory available", "Memory the kernel can hand out without swapping.",
+         "max(pitwatch_host_memory_available_bytes)", units.BYTES),
     timeseries("App memory", f"Resident memory; dashed: {slo.APP_MEMORY.description}.",
                targets((promql.APP_MEMORY, "resident")), units.BYTES, thresholds=MEMORY,
                links=[runbook_link(slo.APP_MEMORY.alert)]),
@@ -52,6 +56,7 @@ dashboard = board("system", "pitwatch / System",
                                    "{{collector}}")), units.SECONDS),
     timeseries("Scrape targets up", "Reachable targets per scrape job.",
                targets(("sum by (job) (up)", "{{job}}")), units.SHORT),
-    timeseries("App open files", "File descriptors the app process holds.",
-               targets(("max(pitwatch_app_process_open_fds)", "open fds")), units.SHORT),
+    timeseries("Host load per CPU", "1-minute load average divided by the number of CPUs; "
+               "above 1, work waits for a CPU.", targets((LOAD_PER_CPU, "load per CPU")),
+               units.PERCENT, thresholds=steps(GREEN, (1, RED))),
 ])
