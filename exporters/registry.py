@@ -11,6 +11,7 @@ from exporters.backup import BackupCollector
 from exporters.base import Combined, Concern, Periodic
 from exporters.database import DatabaseCollector
 from exporters.market import MarketCollector
+from exporters.redis import RedisCollector
 from exporters.security import SecurityCollector
 from exporters.system import SystemCollector
 from exporters.trading import TradingCollector
@@ -73,8 +74,6 @@ def build_concerns(cfg: Config) -> list[Concern]:
         fail2ban=sec.fail2ban, firewall=sec.firewall, probe_interval=sec.probe_interval))
     concerns.append(SystemCollector(plat.app_pid_file, volumes))
     if plat.redis_url:
-        from exporters.redis import RedisCollector  # redis-py costs ~18 MB: only when used
-
         concerns.append(RedisCollector(plat.redis_url))
     return concerns
 

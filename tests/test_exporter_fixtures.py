@@ -155,10 +155,10 @@ class HTTPServer:
         self.close()
 
 
-def start_redis(folder: Path) -> tuple[Child, str]:
+def start_redis(folder: Path, *extra: str) -> tuple[Child, str]:
     port = free_port()
     child = Child("redis", ["redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "",
-                            "--appendonly", "no", "--daemonize", "no", "--dir", folder],
+                            "--appendonly", "no", "--daemonize", "no", "--dir", folder, *extra],
                   log=folder / "redis.log")
     import socket
 
@@ -168,7 +168,7 @@ def start_redis(folder: Path) -> tuple[Child, str]:
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
                 s.sendall(b"PING\r\n")
-                return s.recv(16).startswith(b"+PONG")
+                return s.recv(64).startswith((b"+PONG", b"-NOAUTH"))
         except OSError:
             return False
 

@@ -34,6 +34,20 @@ def test_redis_up_then_down(tmp_path):
     assert value(got, "pitwatch_redis_ping_duration_seconds") is None
 
 
+def test_redis_with_a_password(tmp_path):
+    redis, url = start_redis(tmp_path, "--requirepass", "s3cr:t/pw")
+    try:
+        host = url.removeprefix("redis://")
+        good = samples(RedisCollector(f"redis://:s3cr%3At%2Fpw@{host}"))
+        wrong = samples(RedisCollector(f"redis://:nope@{host}"))
+        anonymous = samples(RedisCollector(url))
+    finally:
+        redis.stop()
+    assert value(good, "pitwatch_redis_up") == 1 and success(good, "redis") == 1
+    for bad in (wrong, anonymous):
+        assert value(bad, "pitwatch_redis_up") == 0 and success(bad, "redis") == 0
+
+
 def test_system_reads_the_app_process_and_volumes(tmp_path):
     pid_file = tmp_path / "app.pid"
     with Child("app", [sys.executable, "-c", "import time; b = bytearray(30 << 20); time.sleep(60)"]) as app:
