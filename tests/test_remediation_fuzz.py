@@ -1,0 +1,99 @@
+"""Generated bodies and headers against a real receiver: never a 5xx, never an action,
+and every acknowledged notification is in the journal."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import requests
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from pitwatch.procs import free_port
+from remediation_support import PY, TOKEN, Receiver, alert, journal_rows, notification, remediation_config
+
+HOSTILE = ["$(touch pwned)", "; rm -rf /", "`id`", "a\nb", "\x00", "\ud7ff", "'\"", "x" * 5000]
+text = st.one_of(st.text(max_size=30), st.sampled_from(HOSTILE))
+labels = st.dictionaries(st.one_of(st.sampled_from(["alertname", "remediation", "severity"]), text),
+                         text, max_size=5)
+json_value = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | text,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(text, inner, max_size=4),
+    max_leaves=20)
+
+
+@st.composite
+def alerts(draw):
+    a = alert(fingerprint=draw(st.text("0123456789abcdef", min_size=1, max_size=16)),
+              status=draw(st.sampled_from(["firing", "resolved"])))
+    a["labels"] = draw(labels)
+    a["annotations"] = draw(labels)
+    for key in draw(st.lists(st.sampled_from(list(a)), max_size=2, unique=True)):
+        if draw(st.booleans()):
+            del a[key]
+        else:
+            a[key] = draw(json_value)
+    return a
+
+
+@st.composite
+def bodies(draw):
+    kind = draw(st.sampled_from(["shaped", "json", "bytes"]))
+    if kind == "bytes":
+        return draw(st.binary(max_size=200))
+    if kind == "json":
+        return json.dumps(draw(json_value)).encode()
+    body = notification(draw(st.lists(alerts(), max_size=4)), status="firing")
+    for key in draw(st.lists(st.sampled_from(list(body)), max_size=2)):
+        body[key] = draw(json_value)
+    return json.dumps(body).encode()
+
+
+auth = st.one_of(st.just(f"Bearer {TOKEN}"), st.just(TOKEN), st.just("Bearer"),
+                 # what an HTTP client can send: printable, no surrounding blanks
+                 st.from_regex(r"\A[!-~]([ -~]{0,38}[!-~])?\Z"),
+                 st.from_regex(r"\A[!-~]{1,40}\Z").map(lambda t: "Bearer " + t),
+                 st.none())
+
+
+@pytest.fixture(scope="module")
+def receiver(tmp_path_factory):
+    root = tmp_path_factory.mktemp("fuzz")
+    port = free_port()
+    marker = root / "ran"
+    cfg = {"platform": {"database": str(root / "trading.db")},
+           "remediation": remediation_config(
+               root, port, actions={"touch": [PY, "-c", f"open({str(marker)!r}, 'a')"]},
+               # A label the generators never produce: nothing may ever run.
+               policy=[{"name": "canary", "action": "touch",
+                        "match": {"zz_canary_label_never_generated": "fire"}}])}
+    (root / "pitwatch.yml").write_text(yaml.safe_dump(cfg))
+    r = Receiver(root / "pitwatch.yml", port, root / "remediator.log")
+    r.marker, r.journal, r.accepted = marker, root / "journal" / "journal.db", 0
+    yield r
+    r.stop()
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(body=bodies(), authorization=auth,
+       content_type=st.sampled_from(["application/json", "text/plain", "", "application/x-www-form-urlencoded"]))
+def test_generated_requests_never_5xx(receiver, body, authorization, content_type):
+    headers = {"Content-Type": content_type}
+    if authorization is not None:
+        headers["Authorization"] = authorization
+    resp = requests.post(receiver.url + "/alerts", data=body, headers=headers, timeout=10)
+    assert resp.status_code in (200, 400, 401), (resp.status_code, resp.text, body[:200])
+    if resp.status_code == 400:
+        assert resp.json()["field"]
+    if resp.status_code == 200:
+        receiver.accepted += 1
+        assert not resp.json()["runs"]
+    assert journal_rows(receiver.journal, "select count(*) from notifications")[0][0] == receiver.accepted
+
+
+def test_nothing_ran(receiver):
+    # Runs after the generated requests (file order).
+    assert receiver.accepted > 0
+    assert journal_rows(receiver.journal, "select count(*) from runs") == [(0,)]
+    assert not receiver.marker.exists()
