@@ -10,12 +10,15 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import shutil
 import signal
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
+
+import yaml
 
 from pitwatch import config as config_mod
 from pitwatch.config import Config
@@ -45,7 +48,16 @@ def components(cfg: Config, config_path: Path, rate: float = 5.0) -> list[Compon
     app = cfg.platform.app_url
     exporter = f"http://{cfg.exporter.listen}"
     cfg_arg = ["--config", str(config_path)]
-    return [
+    specs = []
+    if cfg.backups and cfg.backups.litestream_config:
+        addr = _litestream_addr(cfg.backups.litestream_config)
+        litestream = shutil.which("litestream", path=_child_path())
+        specs.append(Component(
+            "litestream", [litestream or "litestream", "replicate", "-config",
+                           str(cfg.backups.litestream_config)],
+            url=f"http://{addr}/metrics" if addr else "", ready_url=f"http://{addr}/metrics" if addr else None,
+            available=litestream is not None, why_unavailable="`litestream` is not on PATH"))
+    return specs + [
         Component("app", PITWATCH + ["demo", "app", *cfg_arg], url=app,
                   ready_url=app + cfg.platform.health_path),
         Component("exporter", PITWATCH + ["exporter", *cfg_arg], url=exporter + "/metrics",
@@ -54,6 +66,18 @@ def components(cfg: Config, config_path: Path, rate: float = 5.0) -> list[Compon
         Component("traffic", PITWATCH + ["demo", "traffic", *cfg_arg, "--rate", str(rate)],
                   url=f"{rate:g} req/s -> {app}"),
     ]
+
+
+def _child_path() -> str:
+    # The venv's bin (litestream, pitwatch) first, as when it is activated.
+    return f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+
+
+def _litestream_addr(path: Path) -> str | None:
+    try:
+        return (yaml.safe_load(path.read_text()) or {}).get("addr")
+    except (OSError, yaml.YAMLError):
+        return None
 
 
 class Stack:
@@ -68,10 +92,8 @@ class Stack:
         for spec in self.specs:
             if not spec.available:
                 continue
-            # The venv's bin (litestream, pitwatch) first, as when it is activated.
-            path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
             child = Child(spec.name, spec.argv, log=logs / f"{spec.name}.log",
-                          env={"PATH": path, **spec.env}, cwd=self.root)
+                          env={"PATH": _child_path(), **spec.env}, cwd=self.root)
             self.children[spec.name] = child
             if spec.ready_url:
                 wait_http(spec.ready_url, spec.ready_timeout, proc=child)
