@@ -137,6 +137,9 @@ def timeseries(title: str, description: str, exprs: list[Target] | str, unit: st
 
 # For TIME_AGO panels whose query falls back to 0 when nothing happened yet.
 NEVER = [{"type": "value", "options": {"0": {"text": "never", "index": 0}}}]
+# For checks that can be switched off: the query falls back to -1 when nothing is exported.
+NOT_CHECKED = [{"type": "value",
+                "options": {"-1": {"text": "not checked", "color": "text", "index": 0}}}]
 
 
 def _place(panels: list) -> list:
@@ -178,4 +181,4 @@ def board(name: str, title: str, description: str, panels: list) -> Dashboard:
 
 
 __all__ = ["board", "stat", "timeseries", "targets", "target", "steps", "slo_steps",
-           "runbook_link", "board_link", "uid", "NEVER"]
+           "runbook_link", "board_link", "uid", "NEVER", "NOT_CHECKED"]

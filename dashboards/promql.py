@@ -19,7 +19,8 @@ def or_zero(expr: str) -> str:
 
 
 def quantile(q: float, histogram: str, by: str = "") -> str:
-    return f"histogram_quantile({q}, {rate(histogram + '_bucket', ', '.join(filter(None, ['le', by])))})"
+    grouping = f"le, {by}" if by else "le"
+    return f"histogram_quantile({q}, {rate(histogram + '_bucket', grouping)})"
 
 
 # --- app (job "app") ---------------------------------------------------------------
@@ -42,8 +43,9 @@ DB_PROBE_P99 = quantile(0.99, "pitwatch_sqlite_probe_query_duration_seconds")
 SNAPSHOT_AGE = "time() - max(pitwatch_backup_snapshot_last_success_timestamp_seconds)"
 REPLICA_AGE = "time() - max(pitwatch_backup_litestream_last_replica_write_timestamp_seconds)"
 # The newest of both kinds of backup bounds the data a restore can lose (RPO).
-NEWEST_BACKUP_AGE = ('time() - max({__name__=~"pitwatch_backup_snapshot_last_success_timestamp_seconds'
-                     '|pitwatch_backup_litestream_last_replica_write_timestamp_seconds"})')
+NEWEST_BACKUP_AGE = ('time() - max({__name__=~"'
+                     'pitwatch_backup_snapshot_last_success_timestamp_seconds|'
+                     'pitwatch_backup_litestream_last_replica_write_timestamp_seconds"})')
 RESTORE_TEST_DURATION = "max(pitwatch_backup_restore_test_duration_seconds)"
 RESTORE_TEST_OK = "min(pitwatch_backup_restore_test_ok)"
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dashboards import promql, slo, units
 from dashboards.common import (
-    GREEN, RED, board, runbook_link, slo_steps, stat, steps, targets, timeseries,
+    GREEN, NOT_CHECKED, RED, board, runbook_link, slo_steps, stat, steps, targets, timeseries,
 )
 from dashboards.promql import or_zero, rate
 
@@ -19,9 +19,10 @@ dashboard = board("security", "pitwatch / Security",
          units.OPS_PER_MINUTE, links=[runbook_link("LoginFailureSpike")]),
     stat("Banned by fail2ban", "Addresses banned now, all jails.",
          or_zero("sum(pitwatch_security_fail2ban_banned)"), units.SHORT),
-    stat("Firewall", "Whether a packet filter is active on the host.",
-         "min(pitwatch_security_firewall_active)", units.UP_DOWN,
-         thresholds=steps(RED, (1, GREEN)), graph=False,
+    stat("Firewall", "Whether a packet filter is active on the host; \"not checked\" when "
+         "the firewall check is off in pitwatch.yml.",
+         "min(pitwatch_security_firewall_active) or on() vector(-1)", units.UP_DOWN,
+         thresholds=steps(RED, (1, GREEN)), graph=False, mappings=NOT_CHECKED,
          links=[runbook_link("FirewallInactive")]),
     timeseries("TLS time left by certificate", f"Per file or endpoint; dashed: "
                f"{slo.TLS_WARNING.description} and {slo.TLS_CRITICAL.description}.",

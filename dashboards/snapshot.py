@@ -54,6 +54,9 @@ def _series(query: Query, result: list) -> list[tuple[str, list[float], list[flo
 
 
 def _colour(value: float, panel: dict) -> str:
+    mapped = _mapped(value, panel)
+    if mapped and mapped.get("color"):
+        return TEXT if mapped["color"] == "text" else COLOURS.get(mapped["color"], mapped["color"])
     steps = panel.get("fieldConfig", {}).get("defaults", {}).get("thresholds", {}).get("steps")
     colour = "blue"
     for step in steps or []:
@@ -62,17 +65,25 @@ def _colour(value: float, panel: dict) -> str:
     return COLOURS.get(colour, colour)
 
 
-def _text(value: float, panel: dict) -> str:
-    defaults = panel.get("fieldConfig", {}).get("defaults", {})
-    for mapping in defaults.get("mappings", []):
+def _mapped(value: float, panel: dict) -> dict | None:
+    """The value mapping that applies to ``value``, if any."""
+    for mapping in panel.get("fieldConfig", {}).get("defaults", {}).get("mappings", []):
         options = mapping.get("options", {}) if mapping.get("type") == "value" else {}
         for raw, shown in options.items():
             try:
                 if float(raw) == value:
-                    return shown.get("text", raw)
+                    return {"text": raw, **shown}
             except ValueError:
                 continue
-    return units.format_value(value, defaults.get("unit", ""))
+    return None
+
+
+def _text(value: float, panel: dict) -> str:
+    mapped = _mapped(value, panel)
+    if mapped:
+        return mapped["text"]
+    unit = panel.get("fieldConfig", {}).get("defaults", {}).get("unit", "")
+    return units.format_value(value, unit)
 
 
 class _Box:

@@ -160,7 +160,8 @@ def test_overview_shows_what_the_platform_is_judged_by(models):
                    "pitwatch_backup_snapshot_last_success_timestamp_seconds",
                    "pitwatch_backup_restore_test_duration_seconds",
                    "pitwatch_security_tls_cert_not_after_timestamp_seconds",
-                   'ALERTS{alertstate="firing"', "pitwatch_remediation_last_action_timestamp_seconds"):
+                   'ALERTS{alertstate="firing"',
+                   "pitwatch_remediation_last_action_timestamp_seconds"):
         assert needle in exprs, needle
 
 
@@ -214,7 +215,8 @@ def test_every_query_parses_with_promtool(tmp_path):
 
 def test_promtool_names_a_broken_query(tmp_path):
     items = queries.queries()
-    broken = items[:3] + [queries.Query(**{**items[3].__dict__, "expr": "sum(rate(x[$__rate_interval])"})]
+    unbalanced = "sum(rate(x[$__rate_interval])"
+    broken = items[:3] + [queries.Query(**{**items[3].__dict__, "expr": unbalanced})]
     rule_file = tmp_path / "broken.yml"
     rule_file.write_text(yaml.safe_dump(queries.promtool_rule_groups(broken)))
     proc = _promtool(rule_file)
@@ -284,3 +286,29 @@ def test_runbook_links_name_real_alerts(models):
         headings = {h.strip().lower() for h in
                     re.findall(r"^#+\s+`?(\w+)`?\s*$", runbook.read_text(), flags=re.M)}
         assert anchors - headings == set()
+
+
+# --- how a snapshot prints values ------------------------------------------------------
+
+@pytest.mark.parametrize("value, unit, text", [
+    (0.2, units.SECONDS, "200 ms"), (0, units.SECONDS, "0 s"), (90, units.SECONDS, "1.5 min"),
+    (21 * 86400, units.DURATION, "21 d"), (0.05, units.PERCENT, "5 %"),
+    (1.5 * 1024 ** 3, units.BYTES, "1.5 GiB"), (2860, units.OPS_PER_MINUTE, "2.86k ops/min"),
+    (1, units.YES_NO, "Yes"), (0, units.UP_DOWN, "Off"), (0, units.TIME_AGO, "never"),
+    ((1000 - 300) * 1000, units.TIME_AGO, "5 min ago"), (float("nan"), units.SHORT, "NaN"),
+])
+def test_format_value(value, unit, text):
+    assert units.format_value(value, unit, now=1000) == text
+
+
+def test_snapshot_applies_mappings_and_thresholds(models):
+    from dashboards import snapshot
+
+    firewall = next(p for p in models["security"]["panels"] if p["title"] == "Firewall")
+    assert snapshot._text(-1, firewall) == "not checked"
+    assert snapshot._text(1, firewall) == "On"
+    assert snapshot._colour(1, firewall) == snapshot.COLOURS["green"]
+    assert snapshot._colour(0, firewall) == snapshot.COLOURS["red"]
+    tls = next(p for p in models["overview"]["panels"] if p["title"] == "TLS time left")
+    colours = [snapshot._colour(days * 86400, tls) for days in (3, 10, 30)]
+    assert colours == [snapshot.COLOURS[c] for c in ("red", "orange", "green")]
