@@ -312,3 +312,12 @@ def test_snapshot_applies_mappings_and_thresholds(models):
     tls = next(p for p in models["overview"]["panels"] if p["title"] == "TLS time left")
     colours = [snapshot._colour(days * 86400, tls) for days in (3, 10, 30)]
     assert colours == [snapshot.COLOURS[c] for c in ("red", "orange", "green")]
+
+
+def test_snapshot_refuses_bad_input_clearly(tmp_path):
+    proc = pitwatch("snapshot", "--prometheus", "http://127.0.0.1:9", "--out", str(tmp_path),
+                    "--range", "5q")
+    assert proc.returncode == 2 and "invalid duration '5q'" in proc.stderr
+    proc = pitwatch("snapshot", "--prometheus", "http://127.0.0.1:9", "--out", str(tmp_path))
+    assert proc.returncode == 1 and "127.0.0.1:9/api/v1/query_range" in proc.stderr
+    assert "Traceback" not in proc.stderr
