@@ -18,26 +18,13 @@ from pathlib import Path
 import pytest
 import yaml
 
+from pitwatch.localconfig import alertmanager as render
 from pitwatch.mailsink import read_mail, serve
 from pitwatch.procs import Child, free_port, wait_http, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 AM_CONFIG = ROOT / "alerts" / "alertmanager.yml"
 TOKEN = "s3cret-token-for-the-test"
-
-
-def render(smarthost: str, webhook_url: str, token_file: Path, to: str) -> dict:
-    """The shipped config with this machine's addresses and secrets, nothing else."""
-    config = yaml.safe_load(AM_CONFIG.read_text())
-    config["global"]["smtp_smarthost"] = smarthost
-    config["templates"] = [str(AM_CONFIG.parent / t) for t in config["templates"]]
-    for receiver in config["receivers"]:
-        for mail in receiver.get("email_configs", []):
-            mail["to"] = to
-        for hook in receiver.get("webhook_configs", []):
-            hook["url"] = webhook_url
-            hook["http_config"]["authorization"]["credentials_file"] = str(token_file)
-    return config
 
 
 class Hook(BaseHTTPRequestHandler):
@@ -58,8 +45,8 @@ def stack(tmp_path):
     smtp_port, hook_port, am_port = free_port(), free_port(), free_port()
     token_file = tmp_path / "webhook_token"
     token_file.write_text(TOKEN + "\n")
-    config = render(f"127.0.0.1:{smtp_port}", f"http://127.0.0.1:{hook_port}/alerts",
-                    token_file, "oncall@example.test")
+    config = render(f"127.0.0.1:{smtp_port}", "oncall@example.test",
+                    f"http://127.0.0.1:{hook_port}/alerts", token_file)
     config_file = tmp_path / "alertmanager.yml"
     config_file.write_text(yaml.safe_dump(config, sort_keys=False))
 
@@ -161,8 +148,8 @@ def test_the_rendered_config_is_valid(tmp_path):
     """What a renderer writes (YAML load, set, dump) still loads in amtool."""
     import subprocess
 
-    config = render("mail.test:2525", "https://remediator.test/alerts", tmp_path / "t",
-                    "ops@example.test")
+    config = render("mail.test:2525", "ops@example.test", "https://remediator.test/alerts",
+                    tmp_path / "t")
     path = tmp_path / "am.yml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     out = subprocess.run(["amtool", "check-config", str(path)], capture_output=True, text=True)
