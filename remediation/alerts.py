@@ -12,9 +12,10 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 
 STATUSES = ("firing", "resolved")
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 # RFC 3339 as Alertmanager writes it; Go may print up to nine fractional digits.
 _RFC3339 = re.compile(
-    r"^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$")
+    r"^([0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2})(\.[0-9]{1,9})?(Z|[+-][0-9]{2}:[0-9]{2})$")
 
 
 class BadNotification(ValueError):
@@ -70,12 +71,31 @@ def parse_time(value: str) -> datetime:
     return datetime.fromisoformat(m.group(1) + frac + zone)
 
 
-def _unicode(value: str, where: str) -> str:
+def _unicode(value: str, where: str) -> None:
     try:
         value.encode("utf-8")
-    except UnicodeEncodeError:  # a lone surrogate escape such as "\\ud800"
+    except UnicodeEncodeError:
         raise BadNotification(where, "not valid Unicode") from None
-    return value
+
+
+def _check_unicode(n: "Notification") -> None:
+    """Lone surrogates ("\\ud800") cannot be stored or put in an environment: refuse them,
+    naming the field. Only called when the body holds such an escape at all."""
+    for key, value in (("receiver", n.receiver), ("groupKey", n.group_key),
+                       ("externalURL", n.external_url)):
+        _unicode(value, key)
+    for key, labels in (("groupLabels", n.group_labels), ("commonLabels", n.common_labels)):
+        for k, v in labels.items():
+            _unicode(k, key)
+            _unicode(v, f"{key}.{k}")
+    for i, a in enumerate(n.alerts):
+        for key, value in (("fingerprint", a.fingerprint), ("endsAt", a.ends_at),
+                           ("generatorURL", a.generator_url)):
+            _unicode(value, f"alerts[{i}].{key}")
+        for key, labels in (("labels", a.labels), ("annotations", a.annotations)):
+            for k, v in labels.items():
+                _unicode(k, f"alerts[{i}].{key}")
+                _unicode(v, f"alerts[{i}].{key}.{k}")
 
 
 def _str(obj: dict, key: str, where: str, required: bool = True) -> str:
@@ -85,7 +105,7 @@ def _str(obj: dict, key: str, where: str, required: bool = True) -> str:
         return ""
     if not isinstance(obj[key], str):
         raise BadNotification(where + key, "must be a string")
-    return _unicode(obj[key], where + key)
+    return obj[key]
 
 
 def _labels(obj: dict, key: str, where: str, required: bool) -> dict[str, str]:
@@ -97,11 +117,9 @@ def _labels(obj: dict, key: str, where: str, required: bool) -> dict[str, str]:
     if not isinstance(value, dict):
         raise BadNotification(where + key, "must be an object of strings")
     for k, v in value.items():
-        _unicode(k, f"{where}{key}")
         if not isinstance(v, str):
             raise BadNotification(f"{where}{key}.{k}", "must be a string")
-        _unicode(v, f"{where}{key}.{k}")
-    return dict(value)
+    return value
 
 
 def _status(obj: dict, where: str) -> str:
@@ -135,7 +153,8 @@ def _alert(raw: object, where: str) -> Alert:
 
 def parse(body: bytes | str) -> Notification:
     try:
-        doc = json.loads(body.decode("utf-8") if isinstance(body, bytes) else body)
+        text = body.decode("utf-8") if isinstance(body, bytes) else body
+        doc = json.loads(text)
     except (ValueError, UnicodeDecodeError):
         raise BadNotification("body", "not UTF-8 JSON") from None
     if not isinstance(doc, dict):
@@ -148,7 +167,7 @@ def parse(body: bytes | str) -> Notification:
     truncated = doc.get("truncatedAlerts", 0)
     if not isinstance(truncated, int) or isinstance(truncated, bool) or truncated < 0:
         raise BadNotification("truncatedAlerts", "must be a non-negative integer")
-    return Notification(
+    n = Notification(
         receiver=_str(doc, "receiver", ""),
         status=_status(doc, ""),
         group_key=_str(doc, "groupKey", ""),
@@ -158,3 +177,6 @@ def parse(body: bytes | str) -> Notification:
         external_url=_str(doc, "externalURL", "", required=False),
         truncated_alerts=truncated,
     )
+    if _SURROGATE_ESCAPE.search(text):
+        _check_unicode(n)
+    return n

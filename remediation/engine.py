@@ -1,7 +1,8 @@
 """Accepting a notification (journal first) and running what the policy decided.
 
 :meth:`Engine.accept` judges each alert alone and commits the notification, its
-decisions and the queued runs in one transaction; only then may the receiver answer.
+decisions and the queued runs; only then may the receiver answer. One writer thread
+judges and commits in arrival order, so the policy always sees the history before it.
 :meth:`Engine.dispatch` hands the queued runs to a bounded thread pool.
 """
 from __future__ import annotations
@@ -9,10 +10,12 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import queue
 import socket
+import threading
 import time
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -24,11 +27,12 @@ from remediation import runner
 from remediation.actions import argv_for
 from remediation.alerts import Notification
 from remediation.claims import ClaimsUnavailable, LocalClaims, RedisClaims
-from remediation.journal import Journal
-from remediation.metrics import Metrics
+from remediation.journal import Journal, JournalUnavailable
+from remediation.metrics import OUTCOMES, REASONS, Metrics
 from remediation.policy import ACT, SUPPRESSED, Policy, episode_key
 
 log = logging.getLogger("pitwatch.remediator")
+BATCH_MAX = 128  # notifications per group commit
 
 
 class JournalInUse(Exception):
@@ -58,8 +62,14 @@ class Engine:
         self.workdir.mkdir(parents=True, exist_ok=True)
         actions = sorted({r.action for r in rem.policy})
         self.metrics = Metrics(actions)
+        # Label children looked up once: the ack path counts ten decisions per request.
+        self._decided = {o: self.metrics.decisions.labels(o) for o in OUTCOMES}
+        self._suppressed = {r: self.metrics.suppressions.labels(r) for r in REASONS}
         self.owner = f"{socket.gethostname()}:{os.getpid()}"
         self.pool = ThreadPoolExecutor(rem.workers, thread_name_prefix="action")
+        self._inbox: queue.Queue = queue.Queue()
+        self._writer = threading.Thread(target=self._write_loop, name="journal-writer", daemon=True)
+        self._writer.start()
 
     def _hold_journal(self, path: Path) -> None:
         """One receiver per journal: runs left open by its predecessor are surely dead."""
@@ -80,39 +90,87 @@ class Engine:
         return stale
 
     def accept(self, n: Notification, body: str) -> list[QueuedRun]:
-        """Journal the notification and one decision per alert; JournalUnavailable -> 503."""
+        """Journal the notification and one decision per alert; JournalUnavailable -> 503.
+
+        Returns once the commit holding them is on disk. Concurrent requests share one
+        commit (group commit): a single fsync then covers a whole batch.
+        """
+        done: Future = Future()
+        self._inbox.put((n, body, done))
+        return done.result()
+
+    def _write_loop(self) -> None:
+        while True:
+            item = self._inbox.get()
+            if item is None:
+                return
+            batch = [item]
+            while len(batch) < BATCH_MAX:
+                try:
+                    nxt = self._inbox.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    self._inbox.put(None)  # stop after this batch
+                    break
+                batch.append(nxt)
+            self._commit(batch)
+
+    def _commit(self, batch: list) -> None:
+        try:
+            with self.journal.transaction() as tx:
+                results = [self._judge(tx, n, body) for n, body, _ in batch]
+        except Exception as exc:  # JournalUnavailable, or a bug: nobody is told "accepted"
+            if not isinstance(exc, JournalUnavailable):
+                log.exception("accepting a batch failed")
+            for _, _, done in batch:
+                done.set_exception(exc if isinstance(exc, JournalUnavailable)
+                                   else JournalUnavailable(str(exc)))
+            return
+        # Counted once committed: the metrics never claim what the journal does not hold.
+        decisions, suppressions = self._decided, self._suppressed
+        for (_, _, done), (queued, tally) in zip(batch, results):
+            self.metrics.notifications.inc()
+            for outcome, reason in tally:
+                decisions[outcome].inc()
+                if outcome == SUPPRESSED:
+                    suppressions[reason].inc()
+            done.set_result(queued)
+
+    def _judge(self, tx, n: Notification, body: str) -> tuple[list[QueuedRun], list]:
         now = self.clock()
         queued: list[QueuedRun] = []
         tally: list[tuple[str, str]] = []
-        with self.journal.transaction() as tx:
-            nid = tx.add_notification(now, n, body)
-            for i, alert in enumerate(n.alerts):
-                verdict = self.policy.judge(alert, now, tx)
-                rule, outcome, reason = verdict.rule, verdict.outcome, verdict.reason
-                episode = episode_key(rule.name, alert) if rule else ""
-                if outcome == ACT:
-                    try:
-                        if tx.target_busy(rule.target) or self.claims.target_busy(rule.target):
-                            outcome, reason = SUPPRESSED, "locked"
-                        elif not self.claims.claim_episode(episode, self.journal.node):
-                            outcome, reason = SUPPRESSED, "duplicate"
-                    except ClaimsUnavailable as exc:
-                        log.error("claims store unavailable, not acting: %s", exc)
-                        outcome, reason = SUPPRESSED, "redis_unavailable"
-                did = tx.add_decision(nid, i, now, alert, rule, rule.action if rule else None,
-                                      outcome, reason)
-                tally.append((outcome, reason))
-                if outcome == ACT:
-                    argv = argv_for(rule.action, self.cfg)
-                    run_id = tx.add_run(did, episode, rule, argv, alert.to_dict(), now, self.owner)
-                    queued.append(QueuedRun(run_id, rule, argv, alert.to_dict()))
-        # Counted once committed: the metrics never claim what the journal does not hold.
-        self.metrics.notifications.inc()
-        for outcome, reason in tally:
-            self.metrics.decisions.labels(outcome).inc()
-            if outcome == SUPPRESSED:
-                self.metrics.suppressions.labels(reason).inc()
-        return queued
+        nid = tx.add_notification(now, n, body)
+        pending: list[tuple] = []  # decisions without a run, inserted together
+        for i, alert in enumerate(n.alerts):
+            verdict = self.policy.judge(alert, now, tx)
+            rule, outcome, reason = verdict.rule, verdict.outcome, verdict.reason
+            episode = episode_key(rule.name, alert) if rule else ""
+            if outcome == ACT:
+                try:
+                    if tx.target_busy(rule.target) or self.claims.target_busy(rule.target):
+                        outcome, reason = SUPPRESSED, "locked"
+                    elif not self.claims.claim_episode(episode, self.journal.node):
+                        outcome, reason = SUPPRESSED, "duplicate"
+                except ClaimsUnavailable as exc:
+                    log.error("claims store unavailable, not acting: %s", exc)
+                    outcome, reason = SUPPRESSED, "redis_unavailable"
+            row = (nid, i, now, alert.alertname, alert.status, alert.fingerprint, alert.starts_at,
+                   rule.name if rule else None, rule.action if rule else None,
+                   rule.target if rule else None, outcome, reason)
+            tally.append((outcome, reason))
+            if outcome != ACT:
+                pending.append(row)
+                continue
+            tx.add_decisions(pending)  # keep the journal in alert order
+            pending = []
+            did = tx.add_decision(row)
+            argv = argv_for(rule.action, self.cfg)
+            run_id = tx.add_run(did, episode, rule, argv, alert.to_dict(), now, self.owner)
+            queued.append(QueuedRun(run_id, rule, argv, alert.to_dict()))
+        tx.add_decisions(pending)
+        return queued, tally
 
     def dispatch(self, runs: list[QueuedRun]) -> list:
         return [self.pool.submit(self._execute, run) for run in runs]
@@ -153,6 +211,8 @@ class Engine:
             self.metrics.running.dec()
 
     def close(self, wait: bool = True) -> None:
+        self._inbox.put(None)
+        self._writer.join(10)
         self.pool.shutdown(wait=wait)
         self.journal.close()
         self._journal_lock.close()

@@ -78,6 +78,9 @@ create index if not exists runs_by_status on runs(status);
 """
 
 OPEN_STATUSES = ("queued", "running")
+_DECISION = ("insert into decisions (notification_id, alert_index, decided_at, alertname, "
+             "alert_status, fingerprint, starts_at, rule, action, target, outcome, reason) "
+             "values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
 
 
 class JournalUnavailable(Exception):
@@ -212,15 +215,12 @@ class Tx:
             "values (?, ?, ?, ?, ?, ?)",
             (now, n.receiver, n.group_key, n.status, len(n.alerts), body)).lastrowid
 
-    def add_decision(self, nid: int, index: int, now: float, alert, rule, action, outcome: str,
-                     reason: str) -> int:
-        return self.conn.execute(
-            "insert into decisions (notification_id, alert_index, decided_at, alertname, "
-            "alert_status, fingerprint, starts_at, rule, action, target, outcome, reason) "
-            "values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (nid, index, now, alert.alertname, alert.status, alert.fingerprint, alert.starts_at,
-             rule.name if rule else None, action, rule.target if rule else None, outcome,
-             reason)).lastrowid
+    def add_decisions(self, rows: list[tuple]) -> None:
+        """Many decisions that start no run, in one statement."""
+        self.conn.executemany(_DECISION, rows)
+
+    def add_decision(self, row: tuple) -> int:
+        return self.conn.execute(_DECISION, row).lastrowid
 
     def add_run(self, decision_id: int, episode: str, rule, argv: list[str], alert: dict,
                 now: float, owner: str) -> int:

@@ -181,8 +181,9 @@ def test_kill_9_during_an_action_leaves_it_interrupted_and_not_rerun(receiver, t
     for i in range(3):
         assert r.post(notification([alert(remediation="rollback", fingerprint="k1"),
                                     alert("Noise", fingerprint=f"n{i}")])).status_code == 200
-    wait_until(lambda: r.runs() and r.runs()[0]["status"] == "running", 10, what="running")
-    action_pid = int(r.out.with_name("ran.txt.pid").read_text())
+    pid_file = r.out.with_name("ran.txt.pid")
+    wait_until(lambda: pid_file.exists() and pid_file.read_text(), 10, what="the action")
+    action_pid = int(pid_file.read_text())
     os.kill(r.child.pid, signal.SIGKILL)
     r.child.proc.wait(5)
     os.kill(action_pid, signal.SIGKILL)  # the orphaned action: not the receiver's to keep
