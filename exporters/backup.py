@@ -11,6 +11,7 @@ import os
 import shutil
 import tempfile
 import threading
+import time
 from pathlib import Path
 from typing import Iterator
 
@@ -19,6 +20,8 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 
 from exporters.base import CheckError, Concern, Periodic, every
 from pitwatch import backups
+
+LEFTOVER_PREFIX = ".pitwatch-restore-test-"
 
 
 class BackupCollector(Concern):
@@ -105,8 +108,9 @@ class BackupCollector(Concern):
     # -- restore test ----------------------------------------------------------------
     def restore_test(self) -> tuple[bool, str]:
         """Restore the newest backup into a temp file beside the database; integrity-check it."""
+        self._remove_leftovers()
         with tempfile.TemporaryDirectory(dir=self.database.parent,
-                                         prefix=".pitwatch-restore-test-") as tmp:
+                                         prefix=LEFTOVER_PREFIX) as tmp:
             out = Path(tmp) / "restored.db"
             if self.litestream_config is not None:
                 backups.litestream_restore(self.litestream_config, self.database, out)
@@ -122,6 +126,15 @@ class BackupCollector(Concern):
                 source = Path(newest.path).name
             ok, detail = backups.integrity_check(out)
             return ok, f"{source}: {detail}"
+
+    def _remove_leftovers(self, older_than: float = 3600) -> None:
+        """Temp folders of restore tests killed mid-way (each may hold a database copy)."""
+        for folder in self.database.parent.glob(f"{LEFTOVER_PREFIX}*"):
+            try:
+                if time.time() - folder.stat().st_mtime > older_than:
+                    shutil.rmtree(folder, ignore_errors=True)
+            except OSError:
+                pass
 
     def details(self) -> dict[str, str]:
         latest = self._restore.latest()

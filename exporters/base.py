@@ -117,19 +117,15 @@ class Periodic:
         self._latest: tuple[object, float, float] | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._error_logged: str | None = None
 
     def run_once(self) -> object:
         started = time.perf_counter()
         try:
             result = self.func()
         except Exception as exc:  # recorded as the result; the thread lives on
+            # The collector reading this result logs it, once per change of state.
             result = CheckError(f"{type(exc).__name__}: {exc}")
-            if self._error_logged != str(result):
-                log.warning("background check %s failed: %s", self.name, result)
-            self._error_logged = str(result)
-        else:
-            self._error_logged = None
+            log.debug("background check %s failed: %s", self.name, result)
         took = time.perf_counter() - started
         with self._lock:
             self._latest = (result, time.time(), took)

@@ -41,7 +41,6 @@ class SecurityCollector(Concern):
             self._checks[f"tls:{url}"] = Periodic(f"tls {url}", probe_interval,
                                                   lambda u=url: probes.endpoint_not_after(u))
         if header_url:
-            self.header_url = header_url
             self._checks["headers"] = Periodic("headers", probe_interval,
                                                lambda: probes.response_headers(header_url))
         if fail2ban:

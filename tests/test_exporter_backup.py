@@ -1,6 +1,7 @@
 """The backup collector: snapshot freshness, a real Litestream replica, restore tests."""
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
 
@@ -36,6 +37,20 @@ def test_snapshots_and_restore_test(tmp_path):
     got = samples(col)
     assert value(got, "pitwatch_backup_restore_test_ok") == 0
     assert "sha256" in col.details()["restore_test"]
+
+
+def test_restore_test_removes_stale_leftovers_only(tmp_path):
+    db = make_db(tmp_path / "trading.db", trades=10)
+    backups.snapshot(db, tmp_path / "snaps")
+    stale, fresh = tmp_path / ".pitwatch-restore-test-old", tmp_path / ".pitwatch-restore-test-busy"
+    for folder in (stale, fresh):
+        folder.mkdir()
+        (folder / "restored.db").write_bytes(b"x" * 1000)
+    os.utime(stale, (time.time() - 7200, time.time() - 7200))
+    col = BackupCollector(db, tmp_path / "snaps")
+    col.checks()[0].run_once()
+    assert value(samples(col), "pitwatch_backup_restore_test_ok") == 1
+    assert not stale.exists() and fresh.exists()  # a running test's folder is left alone
 
 
 def test_missing_snapshots_folder_is_a_failure(tmp_path):
