@@ -237,3 +237,56 @@ def test_refuses_to_start_without_a_token_unless_auth_none(tmp_path):
         assert r.post(notification([alert("X")]), token=None).status_code == 200
     finally:
         r.stop()
+
+
+def self_signed(tmp_path):
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = dt.datetime.now(dt.timezone.utc)
+    import ipaddress
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=1)).not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                           critical=False)
+            .sign(key, hashes.SHA256()))
+    (tmp_path / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "key.pem").write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    return tmp_path / "cert.pem", tmp_path / "key.pem"
+
+
+def test_optional_tls(tmp_path):
+    from pitwatch.procs import Child, http_ok
+
+    cert, key = self_signed(tmp_path)
+    port = free_port()
+    cfg, out = write_config(tmp_path, port, tls_cert=str(cert), tls_key=str(key))
+    child = Child("remediator", [PY, "-m", "pitwatch", "remediator", "--config", cfg],
+                  log=tmp_path / "tls.log")
+    try:
+        url = f"https://127.0.0.1:{port}"
+
+        def up():
+            assert child.poll() is None, child.tail()
+            try:
+                return requests.get(url + "/healthz", verify=str(cert), timeout=2).ok
+            except requests.RequestException:
+                return False
+
+        wait_until(up, 30, what="the TLS receiver")
+        assert not http_ok(f"http://127.0.0.1:{port}/healthz")  # no plain HTTP beside it
+        resp = requests.post(url + "/alerts", json=notification([alert(remediation="rollback")]),
+                             headers={"Authorization": f"Bearer {TOKEN}"}, verify=str(cert), timeout=10)
+        assert resp.status_code == 200
+        wait_until(lambda: len(lines(out)) == 1, 15, what="the action")
+        assert requests.post(url + "/alerts", json={}, verify=str(cert), timeout=10).status_code == 401
+    finally:
+        child.stop()

@@ -133,3 +133,15 @@ def test_compose_flavour_rewrites_the_env_tag_and_calls_compose(tmp_path, platfo
     assert out.returncode == 0 and p.version() == "v2"
     assert "APP_IMAGE_TAG=v2\n" in env.read_text()
     assert not [f for f in tmp_path.iterdir() if f.name.endswith(".tmp")]
+
+
+def test_restart_runs_the_restart_command_and_waits_for_health(tmp_path, platforms):
+    p = platforms(tmp_path, {"v1": True, "v2": False}, current="v1")
+    pid_before = (p.state / "app.pid").read_text()
+    out = p.pitwatch("restart")
+    assert out.returncode == 0, out.stderr
+    assert p.calls()[-1] == "restart" and (p.state / "app.pid").read_text() != pid_before
+    assert p.healthy()
+    (p.releases / "v1" / "release.json").write_text('{"version": "v1", "healthy": false}')
+    out = p.pitwatch("restart")
+    assert out.returncode == 1 and "not healthy" in out.stderr

@@ -60,35 +60,39 @@ def _serve(args) -> int:
         if not token:
             print(f"pitwatch: remediation.token_file {rem.token_file} is empty", file=sys.stderr)
             return 2
-    try:
+
+    def make_app():
         engine = Engine(cfg)
-    except (JournalInUse, JournalUnavailable, OSError) as exc:
-        print(f"pitwatch: cannot open the journal: {exc}", file=sys.stderr)
-        return 2
-    engine.recover()
-    app = Receiver(engine, token)
-    host, _, port = rem.listen.rpartition(":")
+        engine.recover()
+        return engine, Receiver(engine, token)
+
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)
     logging.getLogger("pitwatch.remediator").info(
         "listening on %s://%s (auth %s, journal %s)", "https" if rem.tls_cert else "http",
         rem.listen, rem.auth, rem.journal)
+    if rem.tls_cert:
+        _serve_tls(make_app, rem, args.threads)
+        return 0
     try:
-        if rem.tls_cert:
-            _serve_tls(app, rem, args.threads)
-        else:
-            import waitress
+        engine, app = make_app()
+    except (JournalInUse, JournalUnavailable, OSError) as exc:
+        print(f"pitwatch: cannot open the journal: {exc}", file=sys.stderr)
+        return 2
+    import waitress
 
-            waitress.serve(app, host=host, port=int(port), threads=args.threads,
-                           ident="pitwatch-remediator", max_request_body_size=8 << 20,
-                           _quiet=True)
+    host, _, port = rem.listen.rpartition(":")
+    try:
+        waitress.serve(app, host=host, port=int(port), threads=args.threads,
+                       ident="pitwatch-remediator", max_request_body_size=8 << 20, _quiet=True)
     finally:
         engine.close(wait=False)
     return 0
 
 
-def _serve_tls(app, rem, threads: int) -> None:
-    """waitress has no TLS; gunicorn's threaded worker serves it, in one process so the
-    journal keeps a single writer."""
+def _serve_tls(make_app, rem, threads: int) -> None:
+    """waitress has no TLS: gunicorn's threaded worker serves it, one worker process so the
+    journal keeps a single writer. The engine is built inside the worker (its threads
+    would not survive the fork)."""
     from gunicorn.app.base import BaseApplication
 
     class One(BaseApplication):
@@ -96,12 +100,12 @@ def _serve_tls(app, rem, threads: int) -> None:
             for key, value in {
                 "bind": rem.listen, "workers": 1, "worker_class": "gthread", "threads": threads,
                 "certfile": str(rem.tls_cert), "keyfile": str(rem.tls_key),
-                "preload_app": True, "accesslog": None,
+                "accesslog": None, "graceful_timeout": 5,
             }.items():
                 self.cfg.set(key, value)
 
         def load(self):
-            return app
+            return make_app()[1]
 
     One().run()
 
