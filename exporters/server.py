@@ -10,6 +10,7 @@ import signal
 import threading
 
 from prometheus_client import CollectorRegistry, make_wsgi_app
+from waitress import create_server as waitress_server
 
 log = logging.getLogger("pitwatch.exporter")
 
@@ -37,8 +38,6 @@ def make_app(registry: CollectorRegistry):
 
 
 def create_server(registry: CollectorRegistry, host: str, port: int, threads: int = THREADS):
-    from waitress import create_server as waitress_server
-
     # One log line per queued request is noise for a scrape target.
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)
     return waitress_server(make_app(registry), host=host, port=port, threads=threads,
