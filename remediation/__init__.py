@@ -1,0 +1,20 @@
+"""Automatic remediation: the Alertmanager webhook receiver and the actions it runs.
+
+Modules, in the order a notification meets them:
+
+    alerts     Alertmanager webhook v4 body -> Notification (400 naming the field)
+    receiver   the WSGI app: auth, size limit, routes (/alerts /healthz /metrics /actions)
+    engine     journal-first acceptance (group commit), claims, the bounded worker pool
+    policy     rule matching and guards: duplicate, dry_run, market_hours, cooldown, max_runs
+    journal    SQLite WAL: notifications, decisions, runs (schema in its docstring)
+    claims     episode claims + per-target locks: flock locally, Redis SET NX PX + fencing
+    actions    action name -> argv (built-ins run `python -m pitwatch <action> --config CFG`)
+    runner     argv only, sanitised environment, PITWATCH_ALERT_FILE, group timeout
+    metrics    pitwatch_remediation_* (docs/metrics.md)
+
+    releases   rollback / deploy: release folders + `current` link, or the compose .env tag
+    restore    restore with quarantine and an atomic swap; RTO / RPO
+    app        restart / stop / start of the trading app and waiting for its /health
+
+Imports only the small core (pitwatch.config, .market, .backups, .procs).
+"""

@@ -18,11 +18,15 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from pitwatch.config import ENV_OVERRIDES
+
 VALUE_LIMIT = 4096
 ENV_BUDGET = 64 * 1024
 OUTPUT_LIMIT = 64 * 1024  # kept: the first and the last half
-# What an action inherits from the receiver; everything else is dropped.
-PASS_THROUGH = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "PYTHONPATH", "VIRTUAL_ENV")
+# What an action inherits from the receiver; everything else is dropped. The config's
+# file-path overrides pass too: the built-in actions load the same config.
+PASS_THROUGH = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "PYTHONPATH", "VIRTUAL_ENV",
+                *ENV_OVERRIDES)
 
 
 @dataclass(frozen=True)
