@@ -5,7 +5,8 @@ target lock is an ``flock`` on ``<journal dir>/locks/<target>.lock`` (released b
 kernel if the receiver dies). With Redis, several receivers: the claim is
 ``SET NX`` of the episode key, the lock ``SET NX PX`` holding a fencing token from
 ``INCR`` (handed to the action as ``PITWATCH_FENCING_TOKEN``, so a stale holder can be
-told apart), released only by its holder (compare-and-delete).
+told apart), released only by its holder (compare-and-delete); cooldown and max_runs
+are checked against a sorted set of every replica's run times per rule.
 """
 from __future__ import annotations
 
@@ -16,6 +17,21 @@ import re
 from pathlib import Path
 
 EPISODE_TTL_MS = 30 * 86400 * 1000  # longer than any alert stays firing unnoticed
+
+# Cooldown and max_runs across replicas: one sorted set of run times per rule.
+# KEYS[1] runs of the rule; ARGV now, cooldown, window, max_runs, episode
+_ADMIT = """
+local now, cooldown, window, max_runs = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local keep = math.max(cooldown, window)
+redis.call('zremrangebyscore', KEYS[1], '-inf', '(' .. (now - keep))
+if redis.call('zscore', KEYS[1], ARGV[5]) then return 'ok' end
+local last = redis.call('zrevrange', KEYS[1], 0, 0, 'withscores')
+if last[2] and now - tonumber(last[2]) < cooldown then return 'cooldown' end
+if redis.call('zcount', KEYS[1], now - window, '+inf') >= max_runs then return 'max_runs' end
+redis.call('zadd', KEYS[1], now, ARGV[5])
+redis.call('pexpire', KEYS[1], math.ceil(keep * 1000) + 1000)
+return 'ok'
+"""
 
 _RELEASE = """
 if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
@@ -49,6 +65,9 @@ class LocalClaims:
 
     def claim_episode(self, episode: str, node: str) -> bool:
         return True  # the journal's unique index decides
+
+    def admit(self, rule, now: float, episode: str) -> str | None:
+        return None  # the journal's history already answered cooldown and max_runs
 
     def target_busy(self, target: str) -> bool:
         lock = self.lock(target, ttl=0)
@@ -86,6 +105,7 @@ class RedisClaims:
         self.r = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
         self.prefix = prefix
         self._release = self.r.register_script(_RELEASE)
+        self._admit = self.r.register_script(_ADMIT)
 
     def _key(self, kind: str, name: str) -> str:
         return f"{self.prefix}{kind}:{hashlib.sha256(name.encode()).hexdigest()[:32]}"
@@ -101,6 +121,16 @@ class RedisClaims:
             raise ClaimsUnavailable(str(exc)) from exc
         # Our own claim whose journal commit failed (503, retried): still ours.
         return owner is not None and owner.decode() == node
+
+    def admit(self, rule, now: float, episode: str) -> str | None:
+        """Cooldown and max_runs over every replica's runs: None, or the reason not to act."""
+        try:
+            verdict = self._admit(keys=[self._key("runs", rule.name)],
+                                  args=[now, rule.cooldown, rule.window, rule.max_runs, episode])
+        except self._errors as exc:
+            raise ClaimsUnavailable(str(exc)) from exc
+        verdict = verdict.decode() if isinstance(verdict, bytes) else verdict
+        return None if verdict == "ok" else verdict
 
     def target_busy(self, target: str) -> bool:
         try:

@@ -153,6 +153,8 @@ class Engine:
                         outcome, reason = SUPPRESSED, "locked"
                     elif not self.claims.claim_episode(episode, self.journal.node):
                         outcome, reason = SUPPRESSED, "duplicate"
+                    elif (shared := self.claims.admit(rule, now, episode)) is not None:
+                        outcome, reason = SUPPRESSED, shared  # another replica ran it lately
                 except ClaimsUnavailable as exc:
                     log.error("claims store unavailable, not acting: %s", exc)
                     outcome, reason = SUPPRESSED, "redis_unavailable"

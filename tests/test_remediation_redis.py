@@ -30,26 +30,31 @@ def _ping(client) -> bool:
         return False
 
 
-@pytest.fixture
-def pair(tmp_path):
-    redis_port = free_port()
-    server = start_redis(tmp_path, redis_port)
+def make_pair(tmp_path, redis_port, cooldown=0):
     out = tmp_path / "ran.txt"
     receivers = []
     for name in ("a", "b"):
         root = tmp_path / name
-        root.mkdir()
+        root.mkdir(exist_ok=True)
         port = free_port()
         cfg = {"platform": {"database": str(tmp_path / "trading.db")},
                "remediation": remediation_config(
                    root, port, redis_url=f"redis://127.0.0.1:{redis_port}/0",
                    actions={"record": [PY, "-c", RECORD, str(out)]},
                    policy=[{"name": "rollback", "match": {"remediation": "rollback"},
-                            "action": "record", "cooldown": 0, "max_runs": 100}])}
+                            "action": "record", "cooldown": cooldown, "max_runs": 100}])}
         (root / "pitwatch.yml").write_text(yaml.safe_dump(cfg))
         r = Receiver(root / "pitwatch.yml", port, root / "remediator.log")
         r.journal = root / "journal" / "journal.db"
         receivers.append(r)
+    return receivers, out
+
+
+@pytest.fixture
+def pair(tmp_path):
+    redis_port = free_port()
+    server = start_redis(tmp_path, redis_port)
+    receivers, out = make_pair(tmp_path, redis_port)
     yield receivers, out, server, redis_port
     for r in receivers:
         r.stop()
@@ -104,3 +109,25 @@ def test_without_redis_nobody_acts_and_a_resend_acts_later(pair, tmp_path):
         wait_until(lambda: ran(out) and ran(out)[0].startswith("down"), 15, what="the action")
     finally:
         server2.stop()
+
+
+def test_cooldown_holds_across_replicas(tmp_path):
+    redis_port = free_port()
+    server = start_redis(tmp_path, redis_port)
+    (a, b), out = make_pair(tmp_path, redis_port, cooldown="1h")
+    try:
+        first = notification([alert(remediation="rollback", fingerprint="one")])
+        assert a.post(first).status_code == 200
+        wait_until(lambda: len(ran(out)) == 1, 15, what="the first action")
+        wait_until(lambda: a.runs()[0]["status"] == "success", 15)
+        # Another alert series on the other replica, inside the cooldown of the first run.
+        second = notification([alert(remediation="rollback", fingerprint="two")])
+        assert b.post(second).status_code == 200
+        assert journal_rows(b.journal, "select outcome, reason from decisions") == \
+            [("suppressed", "cooldown")]
+        time.sleep(0.5)
+        assert len(ran(out)) == 1
+    finally:
+        for r in (a, b):
+            r.stop()
+        server.stop()
