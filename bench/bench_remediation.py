@@ -57,13 +57,17 @@ def body(n_alerts: int = 10, fingerprint_base: int = 0, starts: str = "2026-11-2
                        "externalURL": "", "alerts": alerts}).encode()
 
 
+SYNCHRONOUS = "full"
+
+
 def start_receiver(root: Path, policy: list, actions: dict | None = None) -> tuple[Child, str]:
     port = free_port()
     (root / "token").write_text(TOKEN)
     cfg = {"platform": {"database": str(root / "trading.db")},
            "remediation": {"listen": f"127.0.0.1:{port}", "token_file": str(root / "token"),
                            "journal": str(root / "journal.db"), "actions": actions or {},
-                           "policy": policy, "workers": 2}}
+                           "policy": policy, "workers": 2,
+                           "journal_synchronous": SYNCHRONOUS}}
     (root / "pitwatch.yml").write_text(yaml.safe_dump(cfg))
     child = Child("remediator", [PY, "-m", "pitwatch", "remediator", "--config", root / "pitwatch.yml"],
                   log=root / "remediator.log")
@@ -297,7 +301,11 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--size-mb", type=int, default=1024)
     ap.add_argument("--dir", help="restore: keep the generated database here between runs")
+    ap.add_argument("--synchronous", choices=["full", "normal"], default="full",
+                    help="remediation.journal_synchronous of the receiver")
     args = ap.parse_args()
+    global SYNCHRONOUS
+    SYNCHRONOUS = args.synchronous
     fn = {"ack": bench_ack, "throughput": bench_throughput, "storm": bench_storm,
           "restore": bench_restore}[args.which]
     results = []

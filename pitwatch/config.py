@@ -185,6 +185,9 @@ class Remediation(Model):
     auth: Literal["bearer", "none"] = "bearer"
     token_file: Path | None = None
     journal: Path
+    # full: each acknowledged notification is fsynced (survives power loss); normal: survives
+    # a crash of the receiver, not of the machine (SQLite WAL synchronous=NORMAL), faster.
+    journal_synchronous: Literal["full", "normal"] = "full"
     redis_url: str | None = None
     workers: int = Field(default=2, ge=1, le=64)
     tls_cert: Path | None = None

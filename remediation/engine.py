@@ -55,7 +55,7 @@ class Engine:
         self.clock = clock
         self.policy = Policy(rem.policy, market_open)
         self._hold_journal(rem.journal)
-        self.journal = Journal(rem.journal)
+        self.journal = Journal(rem.journal, synchronous=rem.journal_synchronous)
         self.claims = RedisClaims(rem.redis_url) if rem.redis_url else \
             LocalClaims(rem.journal.parent / "locks")
         self.workdir = rem.journal.parent / "runs"

@@ -1,7 +1,8 @@
 """The journal: every notification, every decision and every run, in SQLite (WAL).
 
 Written before the receiver answers, so what Alertmanager was told is accepted is
-never lost. ``synchronous=FULL``: a commit survives a power cut, not only a crash.
+never lost. ``synchronous=FULL`` by default: a commit survives a power cut, not only a
+crash (``remediation.journal_synchronous: normal`` trades that for latency).
 
 Tables::
 
@@ -90,7 +91,7 @@ class JournalUnavailable(Exception):
 class Journal:
     """One connection shared by the receiver's threads (SQLite serialises writers anyway)."""
 
-    def __init__(self, path: Path, busy_timeout: float = 2.0):
+    def __init__(self, path: Path, busy_timeout: float = 2.0, synchronous: str = "full"):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
@@ -98,7 +99,7 @@ class Journal:
                                      check_same_thread=False)
         self._conn.row_factory = sqlite3.Row
         self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=FULL")
+        self._conn.execute(f"PRAGMA synchronous={'NORMAL' if synchronous == 'normal' else 'FULL'}")
         self._conn.executescript(SCHEMA)
         with self.transaction() as tx:
             row = tx.execute("select value from meta where key='node'").fetchone()
