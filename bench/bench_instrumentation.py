@@ -78,6 +78,37 @@ def load_python(url: str, seconds: float) -> float:
     return sum(done) / seconds
 
 
+def in_process(config_path: Path, rounds: int = 8, requests_per_round: int = 1000) -> dict:
+    """Server-free cost per request (Flask test client, one thread): the added microseconds.
+
+    Both apps live side by side and take turns, so drift and noise hit both alike.
+    """
+    from pitwatch import config
+    from pitwatch.demo.app import create_app
+
+    cfg = config.load(config_path)
+    clients = {mode: create_app(cfg, instrument=mode == "instrumented").test_client()
+               for mode in ("bare", "instrumented")}
+    out = {}
+    for name, path in ENDPOINTS.items():
+        cost = {"bare": [], "instrumented": []}
+        for client in clients.values():
+            for _ in range(300):
+                client.get(path)
+        for i in range(rounds):
+            for mode in (("bare", "instrumented") if i % 2 == 0 else ("instrumented", "bare")):
+                began = time.process_time()
+                for _ in range(requests_per_round):
+                    clients[mode].get(path)
+                cost[mode].append((time.process_time() - began) / requests_per_round * 1e6)
+        bare, inst = statistics.median(cost["bare"]), statistics.median(cost["instrumented"])
+        out[name] = {"bare_us": round(bare), "instrumented_us": round(inst),
+                     "added_us": round(inst - bare), "ratio": round(bare / inst, 3)}
+        print(f"{name:6} in-process: bare {bare:.0f} us/req, instrumented {inst:.0f} us/req",
+              flush=True)
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--pairs", type=int, default=5, help="A/B pairs per endpoint (default 5)")
@@ -139,6 +170,7 @@ def main() -> int:
         finally:
             for s in servers:
                 s.stop()
+        results["in_process"] = in_process(cfg_path)
     cpu = next((l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines()
                 if l.startswith("model name")), host.processor())
     summary = {"date": date.today().isoformat(), "machine": f"{cpu}, {host.machine()}",
