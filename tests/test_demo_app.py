@@ -196,13 +196,20 @@ def test_health_checks_redis_when_configured(cfg, tmp_path):
     client = demo_app.create_app(cfg).test_client()
     with Child("redis", [redis_bin, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
                          "--appendonly", "no"], log=tmp_path / "redis.log") as redis:
-        wait_until(lambda: subprocess.run(["redis-cli", "-p", str(port), "ping"],
-                                          capture_output=True).returncode == 0, 10, what="redis")
+        wait_until(lambda: _redis_up(port), 10, what="redis")
         ok = client.get("/health")
         assert ok.status_code == 200 and ok.get_json()["checks"]["redis"] == "ok"
         redis.stop()
     down = client.get("/health")
     assert down.status_code == 503 and "redis" in down.get_json()["reason"]
+
+
+def _redis_up(port: int) -> bool:
+    import redis
+    try:
+        return redis.Redis(port=port, socket_timeout=1).ping()
+    except redis.RedisError:
+        return False
 
 
 def _timed(url: str, n: int) -> tuple[list[int], list[float]]:

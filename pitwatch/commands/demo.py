@@ -30,7 +30,8 @@ def register(sub) -> None:
     epilog += "\n\n`pitwatch demo ACTION --help` tells more about each."
     parser = sub.add_parser(
         "demo", help="run the demo trading platform and its monitoring",
-        description="Run the demo platform: app, traffic and exporter as child processes, "
+        description="Run the demo platform: Litestream, the app, the exporter and traffic as child "
+                    "processes, "
                     "all on 127.0.0.1, state in DIR (created when missing). Ctrl-C or "
                     "--seconds stops every child.",
         epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter,
