@@ -82,7 +82,7 @@ class Engine:
 
     def recover(self) -> list[dict]:
         """Mark runs left queued/running by a crash ``interrupted``; never re-run them."""
-        stale = self.journal.mark_interrupted(lambda owner: True)
+        stale = self.journal.mark_interrupted()
         for r in stale:
             self.metrics.actions.labels(r["action"], "interrupted").inc()
             log.warning("run %s (%s, rule %s) was %s when the receiver stopped: marked interrupted, "

@@ -154,19 +154,20 @@ class Journal:
             tx.execute("update runs set status=?, finished_at=?, exit_code=?, output=? where id=?",
                        (status, time.time(), exit_code, output, run_id))
 
-    def mark_interrupted(self, is_gone) -> list[dict]:
-        """Runs left queued/running by a receiver that is gone -> ``interrupted``."""
+    def mark_interrupted(self) -> list[dict]:
+        """Runs left queued/running by the previous receiver -> ``interrupted``.
+
+        Safe because one receiver holds a journal at a time (the engine's lock file)."""
         with self.transaction() as tx:
             rows = [dict(r) for r in tx.execute(
                 "select id, rule, action, owner, status from runs where status in (?, ?)",
                 OPEN_STATUSES)]
-            stale = [r for r in rows if is_gone(r["owner"])]
-            for r in stale:
+            for r in rows:
                 tx.execute("update runs set status='interrupted', finished_at=?, "
                            "output=coalesce(output, '') || ? where id=?",
                            (time.time(), f"[receiver stopped while the run was {r['status']}]",
                             r["id"]))
-        return stale
+        return rows
 
     def recent_runs(self, limit: int = 50) -> list[dict]:
         rows = self.read(

@@ -290,3 +290,15 @@ def test_optional_tls(tmp_path):
         assert requests.post(url + "/alerts", json={}, verify=str(cert), timeout=10).status_code == 401
     finally:
         child.stop()
+
+
+def test_one_receiver_per_journal(receiver, tmp_path):
+    r = receiver()
+    raw = yaml.safe_load(r.config.read_text())
+    raw["remediation"]["listen"] = f"127.0.0.1:{free_port()}"
+    other = tmp_path / "other.yml"
+    other.write_text(yaml.safe_dump(raw))
+    proc = subprocess.run([PY, "-m", "pitwatch", "remediator", "--config", str(other)],
+                          capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 2 and "used by another running receiver" in proc.stderr
+    assert requests.get(r.url + "/healthz", timeout=5).ok
