@@ -2,7 +2,8 @@
 
 Goal: p99 <= 20 ms on both, and the 1 GB p99 within 1.5x of the 10 MB one (a scrape is
 constant in database size). The databases are generated under bench/work/ (git-ignored)
-and deleted afterwards. Background checks (integrity, restore test, market calendar)
+and deleted afterwards. Both exporters run at once and are scraped in turn, so machine
+noise hits both alike. Background checks (integrity, restore test, market calendar)
 have all run once before measuring. ``bench_memory.py`` reuses the helpers here.
 
     .venv/bin/python bench/bench_scrape.py [--runs 3] [--scrapes 500] [--keep]
@@ -152,20 +153,30 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
-def measure(config: Path, log: Path, scrapes: int) -> tuple[float, float]:
-    exporter = Exporter(config, log)
+def measure(configs: dict[str, Path], scrapes: int) -> dict[str, tuple[float, float]]:
+    """p50/p99 per database, both exporters running and scraped in turn.
+
+    Interleaving puts both under the same machine noise, so their ratio compares
+    database sizes rather than moments.
+    """
+    exporters = {}
     try:
-        exporter.settle()
-        for _ in range(20):
-            exporter.scrape()
-        took = []
+        for label, config in configs.items():
+            exporters[label] = Exporter(config, config.parent / "exporter.log")
+        for exporter in exporters.values():
+            exporter.settle()
+            for _ in range(20):
+                exporter.scrape()
+        took: dict[str, list[float]] = {label: [] for label in exporters}
         for _ in range(scrapes):
-            started = time.perf_counter()
-            exporter.scrape()
-            took.append(time.perf_counter() - started)
+            for label, exporter in exporters.items():
+                started = time.perf_counter()
+                exporter.scrape()
+                took[label].append(time.perf_counter() - started)
     finally:
-        exporter.stop()
-    return percentile(took, 0.5), percentile(took, 0.99)
+        for exporter in exporters.values():
+            exporter.stop()
+    return {label: (percentile(t, 0.5), percentile(t, 0.99)) for label, t in took.items()}
 
 
 def main() -> int:
@@ -181,6 +192,7 @@ def main() -> int:
     snaps = small_snapshot(WORK)
     results = {}
     try:
+        configs = {}
         for label, size in SIZES.items():
             db = WORK / f"trading-{label}.db"
             if not db.exists():
@@ -190,12 +202,16 @@ def main() -> int:
                       f"{time.time() - started:.0f}s", flush=True)
             folder = WORK / label
             folder.mkdir(exist_ok=True)
-            config = write_config(folder, db, snaps)
-            runs = [measure(config, folder / "exporter.log", args.scrapes) for _ in range(args.runs)]
-            for p50, p99 in runs:
-                print(f"{label}: p50 {p50 * 1000:.2f} ms  p99 {p99 * 1000:.2f} ms", flush=True)
-            results[label] = (statistics.median(r[0] for r in runs),
-                              statistics.median(r[1] for r in runs), db.stat().st_size)
+            configs[label] = write_config(folder, db, snaps)
+        runs = []
+        for _ in range(args.runs):
+            runs.append(measure(configs, args.scrapes))
+            print("  ".join(f"{label}: p50 {p50 * 1000:.2f} ms p99 {p99 * 1000:.2f} ms"
+                            for label, (p50, p99) in runs[-1].items()), flush=True)
+        for label in SIZES:
+            db = WORK / f"trading-{label}.db"
+            results[label] = (statistics.median(r[label][0] for r in runs),
+                              statistics.median(r[label][1] for r in runs), db.stat().st_size)
     finally:
         if not args.keep:
             for label in SIZES:
