@@ -115,6 +115,7 @@ class Periodic:
         self.first_delay = first_delay
         self._lock = threading.Lock()
         self._latest: tuple[object, float, float] | None = None
+        self._last_good: tuple[object, float, float] | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -129,11 +130,18 @@ class Periodic:
         took = time.perf_counter() - started
         with self._lock:
             self._latest = (result, time.time(), took)
+            if not isinstance(result, CheckError):
+                self._last_good = self._latest
         return result
 
     def latest(self) -> tuple[object, float, float] | None:
         with self._lock:
             return self._latest
+
+    def last_good(self) -> tuple[object, float, float] | None:
+        """The latest run that did not raise: its timestamp ages while later runs fail."""
+        with self._lock:
+            return self._last_good
 
     def start(self) -> None:
         if self._thread is None:

@@ -135,13 +135,14 @@ class DatabaseCollector(Concern):
                                  "Seconds the last PRAGMA <check> took", labels=["check"])
         for check, periodic in self._checks.items():
             latest = periodic.latest()
-            if latest is None:
-                continue  # not run yet: no sample rather than a false alarm
-            result, finished, seconds = latest
-            if isinstance(result, CheckError):
-                problems.append(f"{check}: {result}")
-                continue
-            passed, detail = result
+            if latest is not None and isinstance(latest[0], CheckError):
+                problems.append(f"{check}: {latest[0]}")
+            # A check that could not run (lock, missing file) leaves the last verdict and
+            # its timestamp in place, so that "no check for an hour" can still alert.
+            good = periodic.last_good()
+            if good is None:
+                continue  # never ran: no sample rather than a false alarm
+            (passed, _), finished, seconds = good
             ok.add_metric([check], 1.0 if passed else 0.0)
             when.add_metric([check], finished)
             took.add_metric([check], seconds)

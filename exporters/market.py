@@ -81,10 +81,10 @@ class MarketCollector(Concern):
 
     def is_open(self, at: float | None = None) -> bool | None:
         """None until the calendar is loaded, or when it ran out (refresh failing)."""
-        latest = self._calendar.latest()
-        if latest is None or isinstance(latest[0], CheckError):
+        good = self._calendar.last_good()  # a failed refresh keeps the window it had
+        if good is None:
             return None
-        return latest[0].is_open(time.time() if at is None else at)
+        return good[0].is_open(time.time() if at is None else at)
 
     def measure(self, problems: list[str]) -> Iterator[Metric]:
         latest = self._calendar.latest()

@@ -125,3 +125,17 @@ def test_truncated_database(tmp_path):
     got = {**samples(col), **samples(TradingCollector(db, QUERY_MODELS))}
     assert value(got, "pitwatch_sqlite_integrity_check_ok", check="quick_check") == 0
     assert success(got, "trading") == 0
+
+
+def test_a_check_that_cannot_run_keeps_the_last_verdict_ageing(tmp_path):
+    db = make_db(tmp_path / "trading.db", trades=10)
+    col = DatabaseCollector(db)
+    quick = next(c for c in col.checks() if c.name == "quick_check")
+    quick.run_once()
+    first = value(samples(col), "pitwatch_sqlite_integrity_check_timestamp_seconds", check="quick_check")
+    db.rename(tmp_path / "moved.db")  # the check cannot run now
+    quick.run_once()
+    got = samples(col)
+    assert success(got, "database") == 0
+    assert value(got, "pitwatch_sqlite_integrity_check_ok", check="quick_check") == 1
+    assert value(got, "pitwatch_sqlite_integrity_check_timestamp_seconds", check="quick_check") == first
