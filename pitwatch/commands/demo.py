@@ -30,10 +30,9 @@ def register(sub) -> None:
     epilog += "\n\n`pitwatch demo ACTION --help` tells more about each."
     parser = sub.add_parser(
         "demo", help="run the demo trading platform and its monitoring",
-        description="Run the demo platform: Litestream, the app, the exporter and traffic as child "
-                    "processes, "
-                    "all on 127.0.0.1, state in DIR (created when missing). Ctrl-C or "
-                    "--seconds stops every child.",
+        description="Run the demo platform: Litestream, the app, the exporter and traffic "
+                    "as child processes, all on 127.0.0.1, state in DIR (created when "
+                    "missing). Ctrl-C or --seconds stops every child.",
         epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter,
         usage="pitwatch demo DIR [--seconds N] [--rate R]\n       pitwatch demo ACTION ...")
     parser.add_argument("target", metavar="DIR|ACTION",

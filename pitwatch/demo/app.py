@@ -327,6 +327,7 @@ def serve(config: Config, threads: int = 8) -> int:
         raise SystemExit(0)
 
     signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)  # even when started with SIGINT ignored
     version = app.extensions["pitwatch"]["release"].version
     log.info("serving release %s on http://%s:%d (pid %d)", version, host, port, os.getpid())
     try:

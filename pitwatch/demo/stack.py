@@ -171,7 +171,8 @@ def run(directory: str | Path, seconds: float | None = None, rate: float = 5.0,
     def terminate(signum, frame):
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, terminate)
+    # Explicit for SIGINT too: a shell script's background job inherits it ignored.
+    previous = {sig: signal.signal(sig, terminate) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         stack.start()
         echo(stack.table())
@@ -184,6 +185,7 @@ def run(directory: str | Path, seconds: float | None = None, rate: float = 5.0,
         return 1
     finally:
         stack.stop()
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     echo("all components stopped")
     return 0
