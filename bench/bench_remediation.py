@@ -236,15 +236,18 @@ def make_big_db(path: Path, size_mb: int) -> None:
                  "executed_at real, note blob)")
     rows_per_batch = 2000
     row_bytes = 1000
-    batches = size_mb * (1 << 20) // (rows_per_batch * row_bytes) + 1
+    target = size_mb << 20
     now = time.time()
-    for b in range(batches):
+    b = 0
+    page_size = conn.execute("pragma page_size").fetchone()[0]
+    while conn.execute("pragma page_count").fetchone()[0] * page_size < target:
         conn.execute("begin")
         conn.execute("with recursive n(i) as (select 1 union all select i + 1 from n where i < ?) "
                      "insert into trades (symbol, qty, price, executed_at, note) "
                      "select 'ES', i % 5, 5000.25, ?, randomblob(?) from n",
-                     (rows_per_batch, now - batches + b, row_bytes))
+                     (rows_per_batch, now - 100000 + b, row_bytes))
         conn.execute("commit")
+        b += 1
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     conn.close()
 

@@ -79,10 +79,13 @@ def test_a_bad_backup_stops_before_the_app_is_touched(platform, tmp_path):
     damage(Path(m.path))
     before = backups.sha256_file(platform.db)
     calls = platform.calls()
-    out = platform.pitwatch("restore", "--from", "snapshot")
+    out = platform.pitwatch("restore", "--from", "snapshot", "--checksum")
     assert out.returncode == 1 and "sha256 differs" in out.stderr
+    out = platform.pitwatch("restore", "--from", "snapshot")  # the integrity check catches it too
+    assert out.returncode == 1 and "fails integrity_check" in out.stderr
     assert backups.sha256_file(platform.db) == before and platform.healthy()
     assert platform.calls() == calls and not (tmp_path / "quarantine").exists()
+    assert not list(tmp_path.glob(".trading.db.restore-*"))
 
 
 def test_restore_from_litestream_with_the_rpo_of_the_newest_row(platform, tmp_path):

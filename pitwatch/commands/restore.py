@@ -22,6 +22,9 @@ def register(sub) -> None:
                         help="point in time (RFC 3339): litestream -timestamp, or the newest "
                              "snapshot taken at or before TIME")
     parser.add_argument("--snapshot", metavar="PATH", help="this snapshot .db instead of the newest")
+    parser.add_argument("--checksum", action="store_true",
+                        help="also compare the snapshot's sha256 with its manifest (one more "
+                             "full read; `pitwatch backup verify` checks it on a schedule)")
     parser.add_argument("--quick", action="store_true",
                         help="PRAGMA quick_check instead of integrity_check (faster, skips indexes)")
     parser.add_argument("--no-restart", action="store_true",
@@ -44,7 +47,7 @@ def _restore(args) -> int:
         report = restore(cfg, source=args.source, at=args.at,
                          snapshot_path=Path(args.snapshot) if args.snapshot else None,
                          check="quick_check" if args.quick else "integrity_check",
-                         restart_app=not args.no_restart, say=say)
+                         restart_app=not args.no_restart, checksum=args.checksum, say=say)
     except (RestoreError, AppControlError, OSError) as exc:
         print(f"pitwatch restore: {exc}", file=sys.stderr)
         return 1
