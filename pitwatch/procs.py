@@ -30,6 +30,15 @@ def http_ok(url: str, timeout: float = 2.0) -> bool:
         return False
 
 
+def tcp_open(hostport: str, timeout: float = 1.0) -> bool:
+    host, _, port = hostport.rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
 def wait_until(check, timeout: float, interval: float = 0.1, what: str = "condition") -> None:
     deadline = time.monotonic() + timeout
     while not check():
@@ -40,14 +49,22 @@ def wait_until(check, timeout: float, interval: float = 0.1, what: str = "condit
 
 def wait_http(url: str, timeout: float = 30.0, proc: "Child | None" = None) -> None:
     """Wait until ``url`` answers 2xx; fail early when ``proc`` has died."""
+    _wait_alive(lambda: http_ok(url), url, timeout, proc)
 
+
+def wait_tcp(hostport: str, timeout: float = 30.0, proc: "Child | None" = None) -> None:
+    """Wait until ``hostport`` accepts connections; fail early when ``proc`` has died."""
+    _wait_alive(lambda: tcp_open(hostport), hostport, timeout, proc)
+
+
+def _wait_alive(check, what: str, timeout: float, proc: "Child | None") -> None:
     def ready() -> bool:
         if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"{proc.name} exited with {proc.poll()} before {url} was ready"
-                               f"{proc.tail()}")
-        return http_ok(url)
+            raise RuntimeError(f"{proc.name} exited with {proc.poll()} before {what} was "
+                               f"ready{proc.tail()}")
+        return check()
 
-    wait_until(ready, timeout, what=url)
+    wait_until(ready, timeout, what=what)
 
 
 class Child:

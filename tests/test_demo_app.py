@@ -14,6 +14,7 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
+from conftest import without_redis
 from pitwatch import config
 from pitwatch.demo import app as demo_app
 from pitwatch.demo import platform, releases, store
@@ -38,7 +39,7 @@ def cfg(seeded, tmp_path):
     text = text.replace(config.load(seeded / "pitwatch.yml").platform.app_url,
                         f"http://127.0.0.1:{free_port()}")
     (root / "pitwatch.yml").write_text(text)
-    return config.load(root / "pitwatch.yml")
+    return config.load(without_redis(root / "pitwatch.yml"))
 
 
 def sample(text: str, name: str, **labels) -> float | None:

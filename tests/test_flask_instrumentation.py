@@ -14,6 +14,7 @@ import requests
 from flask import Flask
 from prometheus_client.parser import text_string_to_metric_families
 
+from conftest import without_redis
 from exporters.flask import instrument
 from pitwatch import config
 from pitwatch.demo import platform
@@ -111,7 +112,7 @@ def test_exposition_passes_promtool():
 
 @pytest.fixture(scope="module")
 def demo_config(tmp_path_factory):
-    return platform.init(tmp_path_factory.mktemp("mp") / "demo")
+    return without_redis(platform.init(tmp_path_factory.mktemp("mp") / "demo"))
 
 
 def test_gunicorn_two_workers_one_metrics_view(demo_config, tmp_path):

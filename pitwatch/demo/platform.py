@@ -56,6 +56,7 @@ platform:
   # Stops the app by its pid file, starts the `current` release, waits for /health.
   restart_command: {restart_command}
   app_pid_file: run/app.pid
+  redis_url: redis://127.0.0.1:{redis_port}/0   # started by `pitwatch demo`
 
 trading_queries:
   - name: last_trade_timestamp_seconds
@@ -177,13 +178,13 @@ def init(directory: str | os.PathLike, echo: Callable[[str], None] | None = None
 
 def _config_text(root: Path, config: Path) -> str:
     ports = set()
-    while len(ports) < 4:  # four distinct ports, even if the OS hands one out twice
+    while len(ports) < 5:  # distinct ports, even if the OS hands one out twice
         ports.add(free_port())
-    app_port, exporter_port, remediator_port, smtp_port = sorted(ports)
+    app_port, exporter_port, remediator_port, smtp_port, redis_port = sorted(ports)
     restart = [sys.executable, "-m", "pitwatch", "demo", "restart-app", "--config", str(config)]
     return CONFIG_TEMPLATE.format(
         app_port=app_port, exporter_port=exporter_port, remediator_port=remediator_port,
-        smtp_port=smtp_port, restart_command="[" + ", ".join(_yaml_str(a) for a in restart) + "]")
+        smtp_port=smtp_port, redis_port=redis_port, restart_command="[" + ", ".join(_yaml_str(a) for a in restart) + "]")
 
 
 def _yaml_str(value: str) -> str:

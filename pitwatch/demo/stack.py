@@ -23,7 +23,8 @@ import yaml
 from pitwatch import config as config_mod
 from pitwatch.config import Config
 from pitwatch.demo import lifecycle, platform
-from pitwatch.procs import Child, wait_http
+from pitwatch import localconfig
+from pitwatch.procs import Child, free_port, wait_http, wait_tcp
 
 PITWATCH = [sys.executable, "-m", "pitwatch"]
 
@@ -33,7 +34,8 @@ class Component:
     name: str
     argv: list[str]
     url: str = ""  # shown to the person running the demo
-    ready_url: str | None = None  # polled until 2xx; None: alive after a moment is ready
+    ready_url: str | None = None  # polled until 2xx
+    ready_tcp: str | None = None  # HOST:PORT accepting connections; neither: alive after a moment
     ready_timeout: float = 30.0
     env: dict[str, str] = field(default_factory=dict)
     available: bool = True  # False: listed as skipped (e.g. a command not installed)
@@ -44,28 +46,116 @@ def _has_command(module: str) -> bool:
     return importlib.util.find_spec(f"pitwatch.commands.{module}") is not None
 
 
+# Debian binaries the stack runs, and the package that brings each.
+DEBIAN = {"prometheus": "prometheus", "prometheus-alertmanager": "prometheus-alertmanager",
+          "redis-server": "redis-server"}
+
+
+def _binary(name: str) -> tuple[str, bool, str]:
+    """(path or name, found, one line saying how to install it)."""
+    found = shutil.which(name, path=_child_path())
+    how = (f"`{name}` not found: install it with `sudo apt-get install {DEBIAN[name]}`"
+           if name in DEBIAN else f"`{name}` is not on PATH")
+    return found or name, found is not None, how
+
+
+def stack_ports(root: Path) -> dict[str, int]:
+    """Ports of the monitoring side (not in pitwatch.yml), kept in stack/ports.json."""
+    path = root / "stack" / "ports.json"
+    try:
+        ports = json.loads(path.read_text())
+    except (OSError, ValueError):
+        ports = {}
+    for name in ("prometheus", "alertmanager", "alertmanager_cluster"):
+        ports.setdefault(name, free_port())
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(json.dumps(ports, indent=2) + "\n")
+    return ports
+
+
+def _hostport(url: str) -> str:
+    return url.split("://", 1)[-1].split("/", 1)[0]
+
+
 def components(cfg: Config, config_path: Path, rate: float = 5.0) -> list[Component]:
+    root = config_path.parent
     app = cfg.platform.app_url
     exporter = f"http://{cfg.exporter.listen}"
     cfg_arg = ["--config", str(config_path)]
+    ports = stack_ports(root)
+    prometheus_url = f"http://127.0.0.1:{ports['prometheus']}"
+    alertmanager_url = f"http://127.0.0.1:{ports['alertmanager']}"
     specs = []
+    if cfg.mail:
+        specs.append(Component(
+            "mailsink", PITWATCH + ["mailsink", str(root / "mail"), "--listen", cfg.mail.smarthost],
+            url=f"smtp://{cfg.mail.smarthost} -> mail/", ready_tcp=cfg.mail.smarthost))
+    if cfg.platform.redis_url:
+        host_port = _hostport(cfg.platform.redis_url)
+        host, _, port = host_port.rpartition(":")
+        redis, found, how = _binary("redis-server")
+        specs.append(Component(
+            "redis", [redis, "--bind", host, "--port", port, "--save", "", "--appendonly", "no",
+                      "--daemonize", "no"],
+            url=cfg.platform.redis_url, ready_tcp=host_port, available=found, why_unavailable=how))
     if cfg.backups and cfg.backups.litestream_config:
         addr = _litestream_addr(cfg.backups.litestream_config)
-        litestream = shutil.which("litestream", path=_child_path())
+        litestream, found, how = _binary("litestream")
         specs.append(Component(
-            "litestream", [litestream or "litestream", "replicate", "-config",
-                           str(cfg.backups.litestream_config)],
+            "litestream", [litestream, "replicate", "-config", str(cfg.backups.litestream_config)],
             url=f"http://{addr}/metrics" if addr else "", ready_url=f"http://{addr}/metrics" if addr else None,
-            available=litestream is not None, why_unavailable="`litestream` is not on PATH"))
-    return specs + [
+            available=found, why_unavailable=how))
+    specs += [
         Component("app", PITWATCH + ["demo", "app", *cfg_arg], url=app,
                   ready_url=app + cfg.platform.health_path),
         Component("exporter", PITWATCH + ["exporter", *cfg_arg], url=exporter + "/metrics",
-                  ready_url=exporter + "/metrics", available=_has_command("exporter"),
-                  why_unavailable="`pitwatch exporter` is not installed"),
-        Component("traffic", PITWATCH + ["demo", "traffic", *cfg_arg, "--rate", str(rate)],
-                  url=f"{rate:g} req/s -> {app}"),
+                  ready_url=exporter + "/metrics"),
     ]
+    if cfg.remediation:
+        remediator = f"http://{cfg.remediation.listen}"
+        specs.append(Component("remediator", PITWATCH + ["remediator", *cfg_arg],
+                               url=remediator + "/actions", ready_url=remediator + "/healthz"))
+    specs += _monitoring(cfg, root, ports, prometheus_url, alertmanager_url)
+    specs.append(Component("traffic", PITWATCH + ["demo", "traffic", *cfg_arg, "--rate", str(rate)],
+                           url=f"{rate:g} req/s -> {app}"))
+    return specs
+
+
+def _monitoring(cfg: Config, root: Path, ports: dict[str, int], prometheus_url: str,
+                alertmanager_url: str) -> list[Component]:
+    """Prometheus and Alertmanager running the shipped rules, routes and timings."""
+    targets = {"app": _hostport(cfg.platform.app_url), "exporter": cfg.exporter.listen,
+               "prometheus": _hostport(prometheus_url), "alertmanager": _hostport(alertmanager_url)}
+    if cfg.remediation:
+        targets["remediator"] = cfg.remediation.listen
+    addr = cfg.backups and cfg.backups.litestream_config and _litestream_addr(cfg.backups.litestream_config)
+    if addr:
+        targets["litestream"] = addr
+    prom_yml = localconfig.write(localconfig.prometheus(targets, [_hostport(alertmanager_url)]),
+                                 root / "stack" / "prometheus.yml")
+    prometheus, prom_found, prom_how = _binary("prometheus")
+    specs = [Component(
+        "prometheus", [prometheus, f"--config.file={prom_yml}",
+                       f"--storage.tsdb.path={root / 'prometheus'}",
+                       f"--web.listen-address={_hostport(prometheus_url)}",
+                       f"--web.external-url={prometheus_url}",
+                       "--storage.tsdb.retention.time=7d"],
+        url=prometheus_url, ready_url=prometheus_url + "/-/ready", available=prom_found,
+        why_unavailable=prom_how)]
+    if cfg.mail and cfg.remediation:
+        am_yml = localconfig.write(localconfig.alertmanager(
+            cfg.mail.smarthost, ", ".join(cfg.mail.to), f"http://{cfg.remediation.listen}/alerts",
+            cfg.remediation.token_file, mail_from=cfg.mail.sender), root / "stack" / "alertmanager.yml")
+        am, am_found, am_how = _binary("prometheus-alertmanager")
+        specs.insert(0, Component(
+            "alertmanager", [am, f"--config.file={am_yml}",
+                             f"--storage.path={root / 'alertmanager'}",
+                             f"--web.listen-address={_hostport(alertmanager_url)}",
+                             f"--web.external-url={alertmanager_url}",
+                             "--cluster.listen-address="],
+            url=alertmanager_url, ready_url=alertmanager_url + "/-/ready", available=am_found,
+            why_unavailable=am_how))
+    return specs
 
 
 def _child_path() -> str:
@@ -91,12 +181,15 @@ class Stack:
         logs.mkdir(exist_ok=True)
         for spec in self.specs:
             if not spec.available:
+                self.echo(f"skipping {spec.name}: {spec.why_unavailable}")
                 continue
             child = Child(spec.name, spec.argv, log=logs / f"{spec.name}.log",
                           env={"PATH": _child_path(), **spec.env}, cwd=self.root)
             self.children[spec.name] = child
             if spec.ready_url:
                 wait_http(spec.ready_url, spec.ready_timeout, proc=child)
+            elif spec.ready_tcp:
+                wait_tcp(spec.ready_tcp, spec.ready_timeout, proc=child)
             else:
                 time.sleep(1.0)
                 if child.poll() is not None:
