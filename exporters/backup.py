@@ -106,9 +106,15 @@ class BackupCollector(Concern):
             problems.append("litestream replica holds no files yet")
 
     # -- restore test ----------------------------------------------------------------
-    def restore_test(self) -> tuple[bool, str]:
-        """Restore the newest backup into a temp file beside the database; integrity-check it."""
+    def restore_test(self) -> tuple[bool, str] | None:
+        """Restore the newest backup into a temp file beside the database; integrity-check it.
+
+        None while there is no backup yet (a new platform): nothing failed, so nothing is
+        reported, and the check comes back soon instead of after its full interval.
+        """
         self._remove_leftovers()
+        if self._nothing_to_restore():
+            return None
         with tempfile.TemporaryDirectory(dir=self.database.parent,
                                          prefix=LEFTOVER_PREFIX) as tmp:
             out = Path(tmp) / "restored.db"
@@ -116,16 +122,20 @@ class BackupCollector(Concern):
                 backups.litestream_restore(self.litestream_config, self.database, out)
                 source = "litestream"
             else:
-                listing = backups.list_snapshots(self.snapshots_dir) if self.snapshots_dir else []
-                if not listing:
-                    return False, "no snapshot to restore"
-                newest = listing[0]
+                newest = backups.list_snapshots(self.snapshots_dir)[0]
                 shutil.copyfile(newest.path, out)
                 if backups.sha256_file(out) != newest.sha256:
                     return False, f"{Path(newest.path).name}: sha256 differs from its manifest"
                 source = Path(newest.path).name
             ok, detail = backups.integrity_check(out)
             return ok, f"{source}: {detail}"
+
+    def _nothing_to_restore(self) -> bool:
+        if self.litestream_config is not None:
+            paths = self.replica_paths()
+            # Replicas elsewhere (S3, ...) cannot be looked at: let the restore say.
+            return bool(paths) and not any(os.path.isdir(p) and newest_mtime(p) for p in paths)
+        return not (self.snapshots_dir and backups.list_snapshots(self.snapshots_dir))
 
     def _remove_leftovers(self, older_than: float = 3600) -> None:
         """Temp folders of restore tests killed mid-way (each may hold a database copy)."""
@@ -138,13 +148,13 @@ class BackupCollector(Concern):
 
     def details(self) -> dict[str, str]:
         latest = self._restore.latest()
-        if latest is None:
+        if latest is None or latest[0] is None:
             return {}
         return {"restore_test": str(latest[0]) if isinstance(latest[0], CheckError) else latest[0][1]}
 
     def _restore_result(self) -> Iterator[Metric]:
         latest = self._restore.latest()
-        if latest is None:
+        if latest is None or latest[0] is None:
             return
         result, finished, seconds = latest
         passed = not isinstance(result, CheckError) and result[0]

@@ -104,13 +104,16 @@ class Periodic:
     """An expensive check run in a background thread every ``interval`` seconds.
 
     The scrape reads ``latest()``: the cached (result, finished_at, seconds) of the
-    last run, or None before the first. ``run_once()`` runs it in the caller's
+    last run, or None before the first. A check that returns None had nothing to look
+    at yet: it runs again after ``retry`` seconds rather than its whole interval. ``run_once()`` runs it in the caller's
     thread (``pitwatch check``, tests).
     """
 
-    def __init__(self, name: str, interval: float, func, first_delay: float = 0.0):
+    def __init__(self, name: str, interval: float, func, first_delay: float = 0.0,
+                 retry: float = 15.0):
         self.name = name
         self.interval = max(float(interval), 0.1)
+        self.retry = min(self.interval, retry)
         self.func = func
         self.first_delay = first_delay
         self._lock = threading.Lock()
@@ -160,8 +163,8 @@ class Periodic:
         if self._stop.wait(self.first_delay):
             return
         while not self._stop.is_set():
-            self.run_once()
-            if self._stop.wait(self.interval):
+            result = self.run_once()
+            if self._stop.wait(self.retry if result is None else self.interval):
                 return
 
 

@@ -59,7 +59,8 @@ def test_missing_snapshots_folder_is_a_failure(tmp_path):
     col.checks()[0].run_once()
     got = samples(col)
     assert success(got, "backup") == 0
-    assert value(got, "pitwatch_backup_restore_test_ok") == 0
+    # The folder problem is the collector's failure; there is no backup to test.
+    assert value(got, "pitwatch_backup_restore_test_ok") is None
 
 
 def test_litestream_replica_and_restore(tmp_path):
@@ -96,3 +97,22 @@ def test_litestream_replica_and_restore(tmp_path):
         got = samples(col)
     assert value(got, "pitwatch_backup_restore_test_ok") == 1, col.details()
     assert col.details()["restore_test"].startswith("litestream")
+
+
+def test_no_backup_yet_is_not_a_failed_restore_test(tmp_path):
+    """A new platform has nothing to restore: no result, and the check comes back soon."""
+    db = make_db(tmp_path / "trading.db")
+    col = BackupCollector(db, tmp_path / "snaps", restore_test_interval=3600)
+    (tmp_path / "snaps").mkdir()
+    check = col.checks()[0]
+    check.retry = 0.2
+    check.start()
+    try:
+        wait_until(lambda: check.latest() is not None, 10, what="the first restore test")
+        assert value(samples(col), "pitwatch_backup_restore_test_ok") is None
+        backups.snapshot(db, tmp_path / "snaps")
+        # Retried well before the one-hour interval, now with a backup to prove.
+        wait_until(lambda: value(samples(col), "pitwatch_backup_restore_test_ok") == 1, 10,
+                   what="the retried restore test")
+    finally:
+        check.stop()
