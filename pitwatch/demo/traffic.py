@@ -24,8 +24,9 @@ ACCOUNTS = ("alice", "bob", "carol", "demo")
 SYMBOL_WEIGHTS = {"ES": 30, "NQ": 20, "CL": 12, "GC": 10, "ZN": 8, "6E": 6, "YM": 4,
                   "RTY": 3, "NG": 3, "SI": 2, "ZB": 1, "6J": 1}
 TIMEFRAME_WEIGHTS = {"1m": 50, "5m": 25, "1h": 15, "1d": 10}
-# (action, weight): a trading desk's mix, with a trickle of failed logins.
-MIX = (("trade", 45), ("chart", 25), ("positions", 20), ("login_fail", 5),
+# (action, weight): a trading desk's mix, with a trickle of failed logins: about 8
+# in 5 minutes at 5 req/s, well under the LoginFailureSpike threshold of 20.
+MIX = (("trade", 45), ("chart", 25), ("positions", 20), ("login_fail", 0.5),
        ("login_ok", 3), ("health", 2))
 # Documentation address ranges (RFC 5737): only ever written into a header.
 ATTACKERS = ("203.0.113.7", "203.0.113.45", "198.51.100.23", "192.0.2.99")
