@@ -14,7 +14,6 @@ import queue
 import socket
 import threading
 import time
-from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -218,6 +217,3 @@ class Engine:
         self.pool.shutdown(wait=wait)
         self.journal.close()
         self._journal_lock.close()
-
-    def counts(self) -> Counter:
-        return Counter(self.journal.counts())

@@ -178,12 +178,6 @@ class Journal:
             r["output"] = (r["output"] or "")[-4096:]
         return rows
 
-    def counts(self) -> dict[str, int]:
-        out = {}
-        for table in ("notifications", "decisions", "runs"):
-            out[table] = self.read(f"select count(*) as n from {table}")[0]["n"]
-        return out
-
 
 class Tx:
     """The statements of one accepting transaction, and the policy's view of history."""
