@@ -243,11 +243,45 @@ class Stack:
                     self.echo(f"{name} exited with {child.poll()}; see logs/{name}.log")
                 reported.add(name)
 
+    def stop_component(self, name: str) -> None:
+        self.children[name].stop()
+
     def stop(self) -> None:
         for name in reversed(list(self.children)):
             self.children[name].stop()
         # The app may have been restarted outside our children (restart_command).
         lifecycle.stop(self.cfg)
+
+
+class Running:
+    """A stack started by another `pitwatch demo`, known from its run/stack.json."""
+
+    def __init__(self, pids: dict[str, int]):
+        self.pids = pids
+
+    def stop_component(self, name: str) -> None:
+        try:
+            os.killpg(self.pids[name], signal.SIGTERM)
+        except (KeyError, ProcessLookupError, PermissionError):
+            pass
+
+
+def running(root: Path) -> Running | None:
+    """The stack another process runs in ``root``, if its app and Prometheus are alive."""
+    try:
+        state = json.loads((root / "run" / "stack.json").read_text())
+    except (OSError, ValueError):
+        return None
+    pids = {c["name"]: c["pid"] for c in state.get("components", []) if c.get("pid")}
+
+    def alive(pid: int | None) -> bool:
+        try:
+            os.kill(pid, 0)
+            return True
+        except (TypeError, ProcessLookupError, PermissionError):
+            return False
+
+    return Running(pids) if alive(pids.get("prometheus")) and alive(pids.get("app")) else None
 
 
 def run(directory: str | Path, seconds: float | None = None, rate: float = 5.0,

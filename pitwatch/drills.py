@@ -1,0 +1,346 @@
+"""Drills: a real fault injected into the running demo stack, followed to recovery.
+
+Each drill records a timeline in seconds from the fault — alert pending, firing, mail
+received, webhook received, action started and finished, healthy again — from the
+components' own records (Prometheus's alerts API, the mail sink's files, the
+remediator's journal), and reports MTTR (fault -> healthy) with RTO and RPO where
+they apply.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Callable
+
+import requests
+
+from pitwatch import backups
+from pitwatch.config import Config
+from pitwatch.mailsink import read_mail
+
+PITWATCH = [sys.executable, "-m", "pitwatch"]
+EVENTS = ("fault injected", "alert pending", "alert firing", "mail received",
+          "webhook received", "action started", "action finished", "healthy again")
+
+
+class DrillFailed(Exception):
+    """The platform did not recover in time; carries the timeline so far."""
+
+    def __init__(self, message: str, report: "Report"):
+        super().__init__(message)
+        self.report = report
+
+
+@dataclass
+class Report:
+    scenario: str
+    alert: str
+    action: str | None
+    fault_at: float = 0.0
+    events: dict[str, float] = field(default_factory=dict)  # event -> unix time
+    figures: dict[str, float | int | str] = field(default_factory=dict)
+    recovered: bool = False
+
+    def mark(self, event: str, at: float | None = None) -> None:
+        self.events.setdefault(event, time.time() if at is None else at)
+
+    def since_fault(self) -> dict[str, float]:
+        return {e: round(self.events[e] - self.fault_at, 2) for e in EVENTS if e in self.events}
+
+    @property
+    def mttr(self) -> float | None:
+        healthy = self.events.get("healthy again")
+        return None if healthy is None else round(healthy - self.fault_at, 2)
+
+    def as_dict(self) -> dict:
+        return {"scenario": self.scenario, "alert": self.alert, "action": self.action,
+                "recovered": self.recovered, "mttr_seconds": self.mttr,
+                "timeline_seconds": self.since_fault(), **self.figures}
+
+    def text(self) -> str:
+        lines = [f"drill {self.scenario}: {self.alert} -> {self.action or 'mail only'}"]
+        for event, seconds in self.since_fault().items():
+            lines.append(f"  {seconds:>7.1f}s  {event}")
+        for event in EVENTS:
+            if event not in self.events:
+                lines.append(f"  {'-':>8}  {event} (not seen)")
+        if self.mttr is not None:
+            lines.append(f"  MTTR {self.mttr:.1f}s")
+        for name, value in self.figures.items():
+            lines.append(f"  {name}: {value}")
+        return "\n".join(lines)
+
+
+@dataclass
+class Platform:
+    """What a drill needs to see and touch in a running demo stack."""
+
+    cfg: Config
+    root: Path
+    prometheus_url: str
+    stop_component: Callable[[str], None]  # stops a stack component by name
+
+    def health(self) -> dict | None:
+        try:
+            r = requests.get(self.cfg.platform.app_url + self.cfg.platform.health_path, timeout=2)
+            return r.json() if r.status_code == 200 else None
+        except (requests.RequestException, ValueError):
+            return None
+
+    def api_ok(self, tries: int = 10) -> bool:
+        """``tries`` API calls in a row answered without a server error."""
+        url = self.cfg.platform.app_url + "/api/positions"
+        try:
+            return all(requests.get(url, timeout=2).status_code < 500 for _ in range(tries))
+        except requests.RequestException:
+            return False
+
+    def query(self, promql: str) -> list[dict]:
+        r = requests.get(f"{self.prometheus_url}/api/v1/query", params={"query": promql}, timeout=5)
+        r.raise_for_status()
+        return r.json()["data"]["result"]
+
+    def alert(self, name: str) -> dict | None:
+        r = requests.get(f"{self.prometheus_url}/api/v1/alerts", timeout=5)
+        r.raise_for_status()
+        states = [a for a in r.json()["data"]["alerts"] if a["labels"].get("alertname") == name]
+        firing = [a for a in states if a["state"] == "firing"]
+        return (firing or states or [None])[0]
+
+    def journal(self, sql: str, args: tuple = ()) -> list[tuple]:
+        if not self.cfg.remediation or not self.cfg.remediation.journal.exists():
+            return []
+        conn = sqlite3.connect(f"file:{self.cfg.remediation.journal}?mode=ro", uri=True, timeout=2)
+        try:
+            return conn.execute(sql, args).fetchall()
+        except sqlite3.OperationalError:
+            return []
+        finally:
+            conn.close()
+
+    def trades(self, database: Path | None = None) -> tuple[int, float]:
+        """(newest trade id, its time) as committed."""
+        conn = sqlite3.connect(f"file:{database or self.cfg.platform.database}?mode=ro", uri=True,
+                               timeout=5)
+        try:
+            row = conn.execute("select id, executed_at from trades order by id desc limit 1").fetchone()
+        finally:
+            conn.close()
+        return (row[0], row[1]) if row else (0, 0.0)
+
+    def pitwatch(self, *args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([*PITWATCH, *args, "--config", str(self.cfg.source)],
+                              capture_output=True, text=True, timeout=300)
+
+
+@dataclass
+class Scenario:
+    name: str
+    alert: str
+    action: str | None
+    limit: float  # seconds from the fault to recovery before the drill fails
+    inject: Callable[[Platform, Report], None]
+    healthy: Callable[[Platform, Report], bool]
+    after: Callable[[Platform, Report], None] = lambda p, r: None
+    help: str = ""
+
+
+# -- scenarios -------------------------------------------------------------------------
+GOOD, BAD = "1.4.2", "1.5.0"
+
+
+def _deploy_bad(p: Platform, r: Report) -> None:
+    r.fault_at = time.time()
+    done = p.pitwatch("deploy", BAD, "--force", "--no-snapshot")
+    if done.returncode != 0:
+        raise RuntimeError(f"deploy {BAD} failed: {done.stderr.strip()[-500:]}")
+
+
+def _good_release_serving(p: Platform, r: Report) -> bool:
+    health = p.health()
+    return bool(health) and health.get("version") == GOOD and p.api_ok()
+
+
+def _corrupt_database(p: Platform, r: Report) -> None:
+    """Overwrite pages of the live database file, as a failing disk or a stray write would."""
+    db = p.cfg.platform.database
+    last_id, last_time = p.trades()
+    r.figures["trades_before_fault"] = last_id
+    r.figures["_last_trade_time"] = last_time
+    size = db.stat().st_size
+    page = 4096
+    pages = size // page
+    # Every other page of the middle half: the trades table and its indexes are hit.
+    with open(db, "r+b") as fh:
+        r.fault_at = time.time()
+        for n in range(max(2, pages // 4), max(3, pages * 3 // 4), 2):
+            fh.seek(n * page)
+            fh.write(os.urandom(page))
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def _database_restored(p: Platform, r: Report) -> bool:
+    if not _finished_ok(p, r):
+        return False
+    ok, _ = backups.integrity_check(p.cfg.platform.database, "quick_check")
+    return ok and bool(p.health()) and p.api_ok()
+
+
+def _rpo(p: Platform, r: Report) -> None:
+    """Trades committed before the fault that the restored database does not hold."""
+    before = int(r.figures["trades_before_fault"])
+    last_time = float(r.figures.pop("_last_trade_time"))
+    conn = sqlite3.connect(f"file:{p.cfg.platform.database}?mode=ro", uri=True, timeout=5)
+    try:
+        kept, newest = conn.execute(
+            "select count(*), max(executed_at) from trades where id <= ?", (before,)).fetchone()
+        total = conn.execute("select count(*) from trades").fetchone()[0]
+    finally:
+        conn.close()
+    # Trade ids are dense (integer primary key, never deleted): every id up to `before`
+    # was committed before the fault.
+    r.figures["rpo_trades_lost"] = max(0, before - kept)
+    r.figures["rpo_seconds"] = round(max(0.0, last_time - (newest or 0.0)), 2)
+    r.figures["trades_after_recovery"] = total
+    run = _run(p, r)
+    if run and run[2]:
+        r.figures["rto_seconds"] = round(run[2] - run[1], 2)
+
+
+def _kill_app(p: Platform, r: Report) -> None:
+    pid = int(p.cfg.platform.app_pid_file.read_text().strip())
+    r.figures["killed_pid"] = pid
+    r.fault_at = time.time()
+    os.kill(pid, signal.SIGKILL)
+
+
+def _app_back(p: Platform, r: Report) -> bool:
+    return _finished_ok(p, r) and bool(p.health()) and p.api_ok()
+
+
+def _stop_backups(p: Platform, r: Report) -> None:
+    r.fault_at = time.time()
+    p.stop_component("litestream")
+
+
+def _mailed(p: Platform, r: Report) -> bool:
+    return "mail received" in r.events
+
+
+SCENARIOS = {s.name: s for s in (
+    Scenario("bad-release", "AppHighErrorRate", "rollback", 180, _deploy_bad,
+             _good_release_serving,
+             help=f"deploy the faulty release {BAD}: error-rate alert -> mail -> rollback"),
+    Scenario("db-corruption", "AppDatabaseCorruption", "restore", 240, _corrupt_database,
+             _database_restored, after=_rpo,
+             help="overwrite pages of the live database: detection -> mail -> restore; RPO"),
+    Scenario("app-down", "AppDown", "restart", 180, _kill_app, _app_back,
+             help="kill -9 the app: down alert -> mail -> restart"),
+    Scenario("stale-backup", "LitestreamNotSyncing", None, 420, _stop_backups, _mailed,
+             help="stop Litestream: sync alert -> mail (no automatic action)"),
+)}
+
+
+# -- following a drill -----------------------------------------------------------------
+def _run(p: Platform, r: Report) -> tuple | None:
+    """(status, started_at, finished_at) of the first run of the expected action."""
+    rows = p.journal("select status, started_at, finished_at from runs where action = ? "
+                     "and queued_at >= ? order by id limit 1", (r.action, r.fault_at))
+    return rows[0] if rows else None
+
+
+def _finished_ok(p: Platform, r: Report) -> bool:
+    run = _run(p, r)
+    return bool(run) and run[0] == "success"
+
+
+def _observe(p: Platform, r: Report) -> None:
+    alert = p.alert(r.alert)
+    if alert:
+        active = alert.get("activeAt")
+        if active:
+            r.mark("alert pending", _rfc3339(active))
+        if alert["state"] == "firing":
+            r.mark("alert firing")
+    if "mail received" not in r.events:
+        for arrived, msg in read_mail(p.root / "mail"):
+            if arrived >= r.fault_at and r.alert in str(msg["Subject"]):
+                r.mark("mail received", arrived)
+                r.figures["mail_subject"] = str(msg["Subject"])
+                break
+    if r.action and "webhook received" not in r.events:
+        rows = p.journal("select min(received_at) from notifications where received_at >= ? "
+                         "and body like ?", (r.fault_at, f"%{r.alert}%"))
+        if rows and rows[0][0]:
+            r.mark("webhook received", rows[0][0])
+    if r.action:
+        run = _run(p, r)
+        if run and run[1]:
+            r.mark("action started", run[1])
+        if run and run[2]:
+            r.mark("action finished", run[2])
+            r.figures["action_result"] = run[0]
+
+
+def _rfc3339(text: str) -> float:
+    """Prometheus's activeAt (nanosecond fraction, Z) as unix time."""
+    whole, frac, zone = re.fullmatch(r"([^.]+?)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)", text).groups()
+    zone = "+00:00" if zone == "Z" else zone
+    return datetime.fromisoformat(whole + zone).timestamp() + float(f"0.{frac or 0}")
+
+
+def warm_up(p: Platform, scenario: Scenario, timeout: float = 180, echo=print) -> None:
+    """Wait until Prometheus has enough history for rate windows and nothing is firing."""
+    deadline = time.time() + timeout
+    echo("warming up: waiting for scrapes, rate windows and a quiet alert")
+    while time.time() < deadline:
+        try:
+            rates = p.query('sum(rate(flask_http_request_total{job="app"}[30s])) > 0')
+            up = p.query('min(up{job=~"app|exporter|remediator"})')
+            # A fault needs the previous episode gone and a full window of healthy traffic.
+            quiet = p.alert(scenario.alert) is None
+            synced = scenario.name != "db-corruption" or p.query(
+                "time() - pitwatch_backup_litestream_last_replica_write_timestamp_seconds < 10")
+        except requests.RequestException:
+            rates, up, quiet, synced = [], [], False, False
+        if rates and up and float(up[0]["value"][1]) == 1 and quiet and synced and _healthy_now(p):
+            return
+        time.sleep(1)
+    raise TimeoutError("the stack did not warm up: see the logs in the demo folder")
+
+
+def _healthy_now(p: Platform) -> bool:
+    return bool(p.health()) and p.api_ok(3)
+
+
+def run(scenario: Scenario, p: Platform, echo=print, poll: float = 0.5) -> Report:
+    report = Report(scenario.name, scenario.alert, scenario.action)
+    scenario.inject(p, report)
+    report.mark("fault injected", report.fault_at)
+    echo(f"fault injected: {scenario.help}")
+    deadline = report.fault_at + scenario.limit
+    while time.time() < deadline:
+        _observe(p, report)
+        if "healthy again" not in report.events and scenario.healthy(p, report):
+            report.mark("healthy again")
+        if "healthy again" in report.events and (not scenario.action or "mail received" in report.events):
+            report.recovered = True
+            scenario.after(p, report)
+            return report
+        time.sleep(poll)
+    raise DrillFailed(f"{scenario.name}: not recovered within {scenario.limit:.0f}s", report)
+
+
+def prometheus_url(root: Path) -> str:
+    ports = json.loads((root / "stack" / "ports.json").read_text())
+    return f"http://127.0.0.1:{ports['prometheus']}"
