@@ -188,6 +188,9 @@ class Remediation(Model):
     # full: each acknowledged notification is fsynced (survives power loss); normal: survives
     # a crash of the receiver, not of the machine (SQLite WAL synchronous=NORMAL), faster.
     journal_synchronous: Literal["full", "normal"] = "full"
+    # Notifications and the decisions that ran nothing are dropped after this; runs (and
+    # the decisions that started them) are kept: they are the audit trail and the history.
+    journal_retention: Duration = parse_duration("30d")
     redis_url: str | None = None
     workers: int = Field(default=2, ge=1, le=64)
     tls_cert: Path | None = None

@@ -32,6 +32,7 @@ from remediation.policy import ACT, SUPPRESSED, Policy, episode_key
 
 log = logging.getLogger("pitwatch.remediator")
 BATCH_MAX = 128  # notifications per group commit
+PRUNE_EVERY = 3600.0  # seconds between journal retention passes
 
 
 class JournalInUse(Exception):
@@ -67,6 +68,7 @@ class Engine:
         self.owner = f"{socket.gethostname()}:{os.getpid()}"
         self.pool = ThreadPoolExecutor(rem.workers, thread_name_prefix="action")
         self._inbox: queue.Queue = queue.Queue()
+        self._pruned_at = float("-inf")
         self._writer = threading.Thread(target=self._write_loop, name="journal-writer", daemon=True)
         self._writer.start()
 
@@ -100,9 +102,15 @@ class Engine:
 
     def _write_loop(self) -> None:
         while True:
-            item = self._inbox.get()
+            try:
+                item = self._inbox.get(timeout=PRUNE_EVERY)
+            except queue.Empty:
+                item = False
+            self._prune_now_and_then()
             if item is None:
                 return
+            if item is False:
+                continue
             batch = [item]
             while len(batch) < BATCH_MAX:
                 try:
@@ -114,6 +122,19 @@ class Engine:
                     break
                 batch.append(nxt)
             self._commit(batch)
+
+    def _prune_now_and_then(self) -> None:
+        now = self.clock()
+        if now - self._pruned_at < PRUNE_EVERY:
+            return
+        self._pruned_at = now
+        try:
+            dropped = self.journal.prune(now - self.cfg.remediation.journal_retention)
+        except JournalUnavailable as exc:
+            log.warning("journal prune failed (retried later): %s", exc)
+            return
+        if dropped:
+            log.info("journal: dropped %d notifications older than the retention", dropped)
 
     def _commit(self, batch: list) -> None:
         try:

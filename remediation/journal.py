@@ -169,6 +169,14 @@ class Journal:
                             r["id"]))
         return rows
 
+    def prune(self, before: float) -> int:
+        """Drop notifications older than ``before`` and their decisions that ran nothing."""
+        with self.transaction() as tx:
+            tx.execute("delete from decisions where run_id is null and decided_at < ?", (before,))
+            return tx.execute(
+                "delete from notifications where received_at < ? and id not in "
+                "(select notification_id from decisions)", (before,)).rowcount
+
     def recent_runs(self, limit: int = 50) -> list[dict]:
         rows = self.read(
             "select id, episode, rule, action, target, status, queued_at, started_at, "

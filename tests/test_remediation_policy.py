@@ -171,3 +171,22 @@ def test_replay_prints_what_would_happen_without_acting(tmp_path):
     out = subprocess.run([PY, "-m", "pitwatch", "remediator", "replay", str(bad), "--config", str(cfg)],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 2 and "alerts" in out.stderr
+
+
+def test_journal_retention_keeps_runs_and_drops_old_noise(tmp_path, engines):
+    clock = Clock(CLOSED)
+    e = make_engine(tmp_path, [rule("rollback", cooldown=0)], clock)
+    engines.append(e)
+    send(e, alert(remediation="rollback", fingerprint="old"), alert("Noise", fingerprint="n1"))
+    clock.t = CLOSED + 31 * 86400  # past the 30-day default retention
+    e._pruned_at = CLOSED  # the last pass was a month ago
+    send(e, alert("Noise", fingerprint="n2"))
+    journal = tmp_path / "journal.db"
+    assert journal_rows(journal, "select fingerprint, outcome from decisions order by id") == \
+        [("old", "act"), ("n2", "ignored")]
+    assert journal_rows(journal, "select count(*) from notifications") == [(2,)]
+    assert journal_rows(journal, "select episode from runs") == \
+        [("rollback|old|2026-11-25T10:00:00.123456789Z",)]
+    # The kept run still answers for its episode.
+    send(e, alert(remediation="rollback", fingerprint="old"))
+    assert last_decision(tmp_path) == ("suppressed", "duplicate")
