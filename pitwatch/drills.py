@@ -54,7 +54,8 @@ class Report:
         self.events.setdefault(event, time.time() if at is None else at)
 
     def since_fault(self) -> dict[str, float]:
-        return {e: round(self.events[e] - self.fault_at, 2) for e in EVENTS if e in self.events}
+        seen = sorted((t, EVENTS.index(e), e) for e, t in self.events.items())
+        return {e: round(t - self.fault_at, 2) for t, _, e in seen}
 
     @property
     def mttr(self) -> float | None:
@@ -253,9 +254,14 @@ SCENARIOS = {s.name: s for s in (
 
 # -- following a drill -----------------------------------------------------------------
 def _run(p: Platform, r: Report) -> tuple | None:
-    """(status, started_at, finished_at) of the first run of the expected action."""
-    rows = p.journal("select status, started_at, finished_at from runs where action = ? "
-                     "and queued_at >= ? order by id limit 1", (r.action, r.fault_at))
+    """(status, started_at, finished_at, notification received_at, alertname) of the first
+    run of the expected action since the fault."""
+    rows = p.journal(
+        "select runs.status, runs.started_at, runs.finished_at, notifications.received_at, "
+        "decisions.alertname from runs join decisions on decisions.id = runs.decision_id "
+        "join notifications on notifications.id = decisions.notification_id "
+        "where runs.action = ? and runs.queued_at >= ? order by runs.id limit 1",
+        (r.action, r.fault_at))
     return rows[0] if rows else None
 
 
@@ -272,24 +278,23 @@ def _observe(p: Platform, r: Report) -> None:
             r.mark("alert pending", _rfc3339(active))
         if alert["state"] == "firing":
             r.mark("alert firing")
+    run = _run(p, r) if r.action else None
+    if run:
+        # The notification and alert that led to the run, whichever alert came first.
+        r.mark("webhook received", run[3])
+        r.figures["triggered_by"] = run[4]
+        if run[1]:
+            r.mark("action started", run[1])
+        if run[2]:
+            r.mark("action finished", run[2])
+            r.figures["action_result"] = run[0]
     if "mail received" not in r.events:
+        names = {r.alert, str(r.figures.get("triggered_by", r.alert))}
         for arrived, msg in read_mail(p.root / "mail"):
-            if arrived >= r.fault_at and r.alert in str(msg["Subject"]):
+            if arrived >= r.fault_at and any(n in str(msg["Subject"]) for n in names):
                 r.mark("mail received", arrived)
                 r.figures["mail_subject"] = str(msg["Subject"])
                 break
-    if r.action and "webhook received" not in r.events:
-        rows = p.journal("select min(received_at) from notifications where received_at >= ? "
-                         "and body like ?", (r.fault_at, f"%{r.alert}%"))
-        if rows and rows[0][0]:
-            r.mark("webhook received", rows[0][0])
-    if r.action:
-        run = _run(p, r)
-        if run and run[1]:
-            r.mark("action started", run[1])
-        if run and run[2]:
-            r.mark("action finished", run[2])
-            r.figures["action_result"] = run[0]
 
 
 def _rfc3339(text: str) -> float:
@@ -333,7 +338,8 @@ def run(scenario: Scenario, p: Platform, echo=print, poll: float = 0.5) -> Repor
         _observe(p, report)
         if "healthy again" not in report.events and scenario.healthy(p, report):
             report.mark("healthy again")
-        if "healthy again" in report.events and (not scenario.action or "mail received" in report.events):
+        needed = ("healthy again", "mail received") + (("action finished",) if scenario.action else ())
+        if all(event in report.events for event in needed):
             report.recovered = True
             scenario.after(p, report)
             return report

@@ -2,6 +2,7 @@
 
     pitwatch demo DIR [--seconds N] [--rate R]     run everything (init DIR when needed)
     pitwatch demo init DIR                         create the demo folder only
+    pitwatch demo status DIR                       what runs there, and whether it answers
     pitwatch demo app --config FILE                the trading app, in the foreground
     pitwatch demo restart-app --config FILE        restart it (the config's restart_command)
     pitwatch demo stop-app --config FILE           stop it by its pid file
@@ -18,6 +19,7 @@ from pitwatch.commands import add_config_option, load_config
 
 ACTIONS = {
     "init": "create a self-contained demo platform folder (idempotent)",
+    "status": "show the components of the demo running in DIR: pid, alive, ready",
     "app": "run the demo trading app in the foreground (pid in platform.app_pid_file)",
     "restart-app": "stop the running demo app by its pid file, start it again, wait for /health",
     "stop-app": "stop the running demo app by its pid file",
@@ -30,9 +32,11 @@ def register(sub) -> None:
     epilog += "\n\n`pitwatch demo ACTION --help` tells more about each."
     parser = sub.add_parser(
         "demo", help="run the demo trading platform and its monitoring",
-        description="Run the demo platform: Litestream, the app, the exporter and traffic "
-                    "as child processes, all on 127.0.0.1, state in DIR (created when "
-                    "missing). Ctrl-C or --seconds stops every child.",
+        description="Run the demo platform and everything that watches it as child "
+                    "processes, all on 127.0.0.1: a mail sink, Redis, Litestream, the app, "
+                    "the exporter, the remediator, Alertmanager, Prometheus and traffic. "
+                    "State lives in DIR (created when missing; a second run reuses it). "
+                    "Ctrl-C or --seconds stops every child.",
         epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter,
         usage="pitwatch demo DIR [--seconds N] [--rate R]\n       pitwatch demo ACTION ...")
     parser.add_argument("target", metavar="DIR|ACTION",
@@ -53,8 +57,8 @@ def _run_parser() -> argparse.ArgumentParser:
 
 def _action_parser(action: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=f"pitwatch demo {action}", description=ACTIONS[action])
-    if action == "init":
-        p.add_argument("dir", help="the folder to create or complete")
+    if action in ("init", "status"):
+        p.add_argument("dir", help="the demo folder")
         return p
     add_config_option(p)
     if action == "app":
@@ -71,7 +75,7 @@ def _action_parser(action: str) -> argparse.ArgumentParser:
 def _dispatch(args) -> int:
     if args.target in ACTIONS:
         opts = _action_parser(args.target).parse_args(args.rest)
-        return {"init": _init, "app": _app, "restart-app": _restart, "stop-app": _stop,
+        return {"init": _init, "status": _status, "app": _app, "restart-app": _restart, "stop-app": _stop,
                 "traffic": _traffic}[args.target](opts)
     opts = _run_parser().parse_args(args.rest)
     from pitwatch.demo import stack
@@ -84,6 +88,22 @@ def _init(opts) -> int:
 
     platform.init(opts.dir, echo=print)
     return 0
+
+
+def _status(opts) -> int:
+    from pathlib import Path
+
+    from pitwatch import config
+    from pitwatch.demo import stack
+
+    root = Path(opts.dir).resolve()
+    rows = stack.status(root, config.load(root / "pitwatch.yml")) if (root / "pitwatch.yml").exists() else []
+    if not rows:
+        print(f"no demo has run in {opts.dir} (no run/stack.json)")
+        return 1
+    for row in rows:
+        print(row)
+    return 0 if all(" up " in f" {r} " for r in rows[1:]) else 1
 
 
 def _app(opts) -> int:

@@ -175,6 +175,7 @@ class Stack:
                  echo: Callable[[str], None] = print):
         self.root, self.cfg, self.specs, self.echo = root, cfg, specs, echo
         self.children: dict[str, Child] = {}
+        self._db_inode: int | None = None
 
     def start(self) -> None:
         logs = self.root / "logs"
@@ -183,18 +184,21 @@ class Stack:
             if not spec.available:
                 self.echo(f"skipping {spec.name}: {spec.why_unavailable}")
                 continue
-            child = Child(spec.name, spec.argv, log=logs / f"{spec.name}.log",
-                          env={"PATH": _child_path(), **spec.env}, cwd=self.root)
-            self.children[spec.name] = child
-            if spec.ready_url:
-                wait_http(spec.ready_url, spec.ready_timeout, proc=child)
-            elif spec.ready_tcp:
-                wait_tcp(spec.ready_tcp, spec.ready_timeout, proc=child)
-            else:
-                time.sleep(1.0)
-                if child.poll() is not None:
-                    raise RuntimeError(f"{spec.name} exited with {child.poll()}{child.tail()}")
+            self._start_child(spec)
         self._write_state()
+
+    def _start_child(self, spec: Component) -> None:
+        child = Child(spec.name, spec.argv, log=self.root / "logs" / f"{spec.name}.log",
+                      env={"PATH": _child_path(), **spec.env}, cwd=self.root)
+        self.children[spec.name] = child
+        if spec.ready_url:
+            wait_http(spec.ready_url, spec.ready_timeout, proc=child)
+        elif spec.ready_tcp:
+            wait_tcp(spec.ready_tcp, spec.ready_timeout, proc=child)
+        else:
+            time.sleep(1.0)
+            if child.poll() is not None:
+                raise RuntimeError(f"{spec.name} exited with {child.poll()}{child.tail()}")
 
     def _write_state(self) -> None:
         state = [{"name": s.name, "pid": self.children[s.name].pid if s.name in self.children
@@ -223,6 +227,7 @@ class Stack:
         app_exited_at: float | None = None
         while end is None or time.monotonic() < end:
             time.sleep(0.5)
+            self._follow_replaced_database()
             for name, child in self.children.items():
                 if child.poll() is None or name in reported:
                     continue
@@ -243,6 +248,22 @@ class Stack:
                     self.echo(f"{name} exited with {child.poll()}; see logs/{name}.log")
                 reported.add(name)
 
+    def _follow_replaced_database(self) -> None:
+        """A restore renames a new file into place; Litestream keeps replicating the old
+        inode until it restarts, so restart it (and say so)."""
+        try:
+            inode = os.stat(self.cfg.platform.database).st_ino
+        except OSError:
+            return
+        if self._db_inode is None:
+            self._db_inode = inode
+        elif inode != self._db_inode and "litestream" in self.children:
+            self._db_inode = inode
+            self.echo("the database file was replaced (a restore): restarting litestream")
+            self.children["litestream"].stop()
+            self._start_child(next(s for s in self.specs if s.name == "litestream"))
+            self._write_state()
+
     def stop_component(self, name: str) -> None:
         self.children[name].stop()
 
@@ -258,6 +279,22 @@ class Running:
 
     def __init__(self, pids: dict[str, int]):
         self.pids = pids
+
+    def _follow_replaced_database(self) -> None:
+        """A restore renames a new file into place; Litestream keeps replicating the old
+        inode until it restarts, so restart it (and say so)."""
+        try:
+            inode = os.stat(self.cfg.platform.database).st_ino
+        except OSError:
+            return
+        if self._db_inode is None:
+            self._db_inode = inode
+        elif inode != self._db_inode and "litestream" in self.children:
+            self._db_inode = inode
+            self.echo("the database file was replaced (a restore): restarting litestream")
+            self.children["litestream"].stop()
+            self._start_child(next(s for s in self.specs if s.name == "litestream"))
+            self._write_state()
 
     def stop_component(self, name: str) -> None:
         try:
@@ -282,6 +319,30 @@ def running(root: Path) -> Running | None:
             return False
 
     return Running(pids) if alive(pids.get("prometheus")) and alive(pids.get("app")) else None
+
+
+def status(root: Path, cfg: Config) -> list[str]:
+    """A table of the components in ``root``'s run/stack.json: pid, up/down, URL."""
+    try:
+        state = json.loads((root / "run" / "stack.json").read_text())["components"]
+    except (OSError, ValueError, KeyError):
+        return []
+    rows = [("COMPONENT", "PID", "STATE", "URL / WHAT")]
+    for c in state:
+        pid = c.get("pid")
+        if not pid:
+            rows.append((c["name"], "-", "skipped", c.get("url", "")))
+            continue
+        try:
+            os.kill(pid, 0)
+            alive = True
+        except (ProcessLookupError, PermissionError):
+            alive = False
+        if c["name"] == "app" and not alive and lifecycle.running_pid(cfg):
+            pid, alive = lifecycle.running_pid(cfg), True  # restarted: a new pid
+        rows.append((c["name"], str(pid), "up" if alive else "down", c.get("url", "")))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    return ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
 
 
 def run(directory: str | Path, seconds: float | None = None, rate: float = 5.0,
