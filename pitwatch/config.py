@@ -31,6 +31,8 @@ def parse_duration(value: object) -> float:
         raise ValueError("expected a duration such as 30s, 5m or 72h")
     if isinstance(value, (int, float)):
         seconds = float(value)
+    elif isinstance(value, str) and re.fullmatch(r"\d+(?:\.\d+)?", value.strip()):
+        seconds = float(value)  # plain seconds, as environment variables carry them
     elif isinstance(value, str) and value and _DURATION.sub("", value.strip()) == "":
         seconds = sum(float(n) * _UNITS[u] for n, u in _DURATION.findall(value))
     else:

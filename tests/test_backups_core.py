@@ -114,3 +114,19 @@ def test_litestream_restore_failure_is_reported(tmp_path):
                    f"        path: {tmp_path / 'none'}\n")
     with pytest.raises(RuntimeError, match="litestream restore failed"):
         backups.litestream_restore(cfg, tmp_path / "x.db", tmp_path / "out.db", timeout=30)
+
+
+def test_backup_schedule_snapshots_and_stops_on_term(tmp_path):
+    import sys
+
+    make_db(tmp_path / "trading.db")
+    cfg = tmp_path / "pitwatch.yml"
+    cfg.write_text("platform: {database: trading.db}\nbackups: {snapshots_dir: snaps, keep_min: 1}\n")
+    sched = Child("schedule", [sys.executable, "-m", "pitwatch", "backup", "schedule",
+                               "--config", cfg, "--every", "1s"], log=tmp_path / "schedule.log")
+    try:
+        wait_until(lambda: len(backups.list_snapshots(tmp_path / "snaps")) >= 2, 30,
+                   what="two scheduled snapshots")
+    finally:
+        assert sched.stop() == 0  # SIGTERM ends it cleanly
+    assert all(backups.verify_snapshot(m)[0] for m in backups.list_snapshots(tmp_path / "snaps"))

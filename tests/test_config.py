@@ -30,7 +30,7 @@ def test_example_is_valid_and_complete():
 
 
 @pytest.mark.parametrize("text,seconds", [("30s", 30), ("5m", 300), ("1h30m", 5400),
-                                          ("72h", 259200), (90, 90), ("250ms", 0.25)])
+                                          ("72h", 259200), (90, 90), ("250ms", 0.25), ("3600", 3600)])
 def test_durations(text, seconds):
     assert parse_duration(text) == seconds
 

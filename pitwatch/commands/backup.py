@@ -20,7 +20,15 @@ def register(sub) -> None:
     prune.add_argument("--retention", metavar="DURATION",
                        help="override backups.retention (e.g. 72h)")
     prune.add_argument("--keep", type=int, metavar="N", help="override backups.keep_min")
-    for p, func in ((snap, _snapshot), (verify, _verify), (lst, _list), (prune, _prune)):
+    schedule = actions.add_parser(
+        "schedule", help="snapshot then prune every interval, until stopped",
+        description="Take a snapshot and prune by retention now and then every --every, "
+                    "until SIGTERM or Ctrl-C. A failed snapshot is reported and retried at "
+                    "the next interval (the backup-age alert catches a run of failures).")
+    schedule.add_argument("--every", metavar="DURATION", default="1h",
+                          help="interval between snapshots (default %(default)s)")
+    for p, func in ((snap, _snapshot), (verify, _verify), (lst, _list), (prune, _prune),
+                    (schedule, _schedule)):
         add_config_option(p)
         p.set_defaults(func=func)
 
@@ -34,11 +42,14 @@ def _backups(args):
 
 
 def _snapshot(args) -> int:
+    return _take(_backups(args))
+
+
+def _take(cfg) -> int:
     import sqlite3
 
     from pitwatch import backups
 
-    cfg = _backups(args)
     db = cfg.platform.database
     if not db.exists():
         print(f"pitwatch backup: {db} does not exist", file=sys.stderr)
@@ -93,7 +104,6 @@ def _list(args) -> int:
 
 
 def _prune(args) -> int:
-    from pitwatch import backups
     from pitwatch.config import parse_duration
 
     cfg = _backups(args)
@@ -106,9 +116,37 @@ def _prune(args) -> int:
     if keep < 1:
         print("pitwatch backup: --keep must be at least 1", file=sys.stderr)
         return 2
+    return _prune_with(cfg, retention, keep)
+
+
+def _prune_with(cfg, retention: float, keep: int) -> int:
+    from pitwatch import backups
+
     removed = backups.prune(cfg.backups.snapshots_dir, retention, keep)
     for m in removed:
         print(f"removed {m.path}")
     left = len(backups.list_snapshots(cfg.backups.snapshots_dir))
     print(f"{len(removed)} removed, {left} kept")
+    return 0
+
+
+def _schedule(args) -> int:
+    import signal
+    import threading
+
+    from pitwatch.config import parse_duration
+
+    cfg = _backups(args)
+    try:
+        every = parse_duration(args.every)
+    except ValueError as exc:
+        print(f"pitwatch backup: --every: {exc}", file=sys.stderr)
+        return 2
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    while not stop.is_set():
+        if _take(cfg) == 0:
+            _prune_with(cfg, cfg.backups.retention, cfg.backups.keep_min)
+        sys.stdout.flush()
+        stop.wait(every)
     return 0

@@ -46,6 +46,8 @@ def _has_command(module: str) -> bool:
     return importlib.util.find_spec(f"pitwatch.commands.{module}") is not None
 
 
+SNAPSHOT_EVERY = "15m"  # well inside the 1 h RPO of the backup-age alert
+
 # Debian binaries the stack runs, and the package that brings each.
 DEBIAN = {"prometheus": "prometheus", "prometheus-alertmanager": "prometheus-alertmanager",
           "redis-server": "redis-server"}
@@ -115,6 +117,10 @@ def components(cfg: Config, config_path: Path, rate: float = 5.0) -> list[Compon
         remediator = f"http://{cfg.remediation.listen}"
         specs.append(Component("remediator", PITWATCH + ["remediator", *cfg_arg],
                                url=remediator + "/actions", ready_url=remediator + "/healthz"))
+    if cfg.backups:
+        specs.append(Component("snapshots", PITWATCH + ["backup", "schedule", *cfg_arg, "--every",
+                                                       SNAPSHOT_EVERY],
+                               url=f"every {SNAPSHOT_EVERY} -> {cfg.backups.snapshots_dir.name}/"))
     specs += _monitoring(cfg, root, ports, prometheus_url, alertmanager_url)
     specs.append(Component("traffic", PITWATCH + ["demo", "traffic", *cfg_arg, "--rate", str(rate)],
                            url=f"{rate:g} req/s -> {app}"))
