@@ -9,6 +9,7 @@ they apply.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import signal
@@ -116,6 +117,16 @@ class Platform:
         states = [a for a in r.json()["data"]["alerts"] if a["labels"].get("alertname") == name]
         firing = [a for a in states if a["state"] == "firing"]
         return (firing or states or [None])[0]
+
+    def rule_timing(self, name: str) -> tuple[float, float]:
+        """(`for` seconds, evaluation interval seconds) of an alerting rule."""
+        r = requests.get(f"{self.prometheus_url}/api/v1/rules", params={"type": "alert"}, timeout=5)
+        r.raise_for_status()
+        for group in r.json()["data"]["groups"]:
+            for rule in group["rules"]:
+                if rule["name"] == name:
+                    return float(rule.get("duration", 0)), float(group["interval"])
+        raise KeyError(f"no alerting rule {name}")
 
     def journal(self, sql: str, args: tuple = ()) -> list[tuple]:
         if not self.cfg.remediation or not self.cfg.remediation.journal.exists():
@@ -272,12 +283,14 @@ def _finished_ok(p: Platform, r: Report) -> bool:
 
 def _observe(p: Platform, r: Report) -> None:
     alert = p.alert(r.alert)
-    if alert:
-        active = alert.get("activeAt")
-        if active:
-            r.mark("alert pending", _rfc3339(active))
+    if alert and alert.get("activeAt"):
+        pending = _rfc3339(alert["activeAt"])
+        r.mark("alert pending", pending)
         if alert["state"] == "firing":
-            r.mark("alert firing")
+            # Polling sees firing late; it happened at the first evaluation `for` after
+            # the pending one.
+            hold, interval = p.rule_timing(r.alert)
+            r.mark("alert firing", min(time.time(), pending + math.ceil(hold / interval) * interval))
     run = _run(p, r) if r.action else None
     if run:
         # The notification and alert that led to the run, whichever alert came first.

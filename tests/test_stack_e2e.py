@@ -1,0 +1,113 @@
+"""The whole demo stack end to end, as `pitwatch demo DIR` runs it: the drills on the real
+stack (shipped rules, routes and timings), then every dashboard panel's query against its
+Prometheus, then a clean stop with no process left behind.
+
+One stack serves the module, in this order: a drill that did not recover fails, and the
+panels are read after the drills so the remediation panels have something to show.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+
+import psutil
+import pytest
+
+from dashboards.queries import panels_without_data
+from pitwatch import drills
+from pitwatch.demo import stack
+from pitwatch.mailsink import read_mail
+from pitwatch.procs import Child, wait_until
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    root = tmp_path_factory.mktemp("e2e") / "demo"
+    child = Child("demo", [sys.executable, "-m", "pitwatch", "demo", str(root), "--seconds", "1200"],
+                  log=root.parent / "demo.log")
+    wait_until(lambda: stack.running(root) is not None, 120, interval=0.5,
+               what="the demo stack (see demo.log)")
+    yield root, child
+    child.stop(grace=30)
+
+
+def drill(scenario: str, root) -> dict:
+    proc = subprocess.run([sys.executable, "-m", "pitwatch", "drill", scenario, str(root), "--json"],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
+    assert "using the demo stack running in" in proc.stderr
+    return json.loads(proc.stdout)
+
+
+def journal_runs(root) -> list[tuple]:
+    conn = sqlite3.connect(f"file:{root / 'state' / 'journal.db'}?mode=ro", uri=True)
+    try:
+        return conn.execute("select action, status, exit_code from runs").fetchall()
+    finally:
+        conn.close()
+
+
+def assert_followed(report: dict) -> None:
+    t = report["timeline_seconds"]
+    assert report["recovered"] and report["action_result"] == "success"
+    for event in drills.EVENTS:
+        assert event in t, f"{event} missing from {t}"
+    assert 0 < t["alert pending"] <= t["alert firing"]
+    assert t["webhook received"] <= t["action started"] <= t["action finished"] <= t["healthy again"]
+    assert report["mttr_seconds"] == t["healthy again"]
+
+
+def test_bad_release_is_rolled_back(demo):
+    root, _ = demo
+    report = drill("bad-release", root)
+    assert_followed(report)
+    assert report["timeline_seconds"]["alert firing"] <= report["timeline_seconds"]["webhook received"]
+    assert report["mail_subject"].startswith("[FIRING:CRITICAL] AppHighErrorRate")
+    assert (root / "releases" / "current").resolve().name == drills.GOOD
+    assert ("rollback", "success", 0) in journal_runs(root)
+
+
+def test_corrupted_database_is_restored(demo):
+    root, _ = demo
+    report = drill("db-corruption", root)
+    assert_followed(report)
+    assert report["rpo_seconds"] <= 5, report
+    assert report["trades_after_recovery"] >= report["trades_before_fault"] - report["rpo_trades_lost"]
+    assert ("restore", "success", 0) in journal_runs(root)
+    assert list((root / "quarantine").glob("*/trading.db")), "the damaged database is kept"
+    subjects = [str(m["Subject"]) for _, m in read_mail(root / "mail")]
+    assert any(report["triggered_by"] in s for s in subjects)
+
+
+def test_every_dashboard_panel_has_data(demo):
+    root, _ = demo
+    url = drills.prometheus_url(root)
+    missing: list = []
+
+    def every_panel_has_data() -> bool:
+        missing[:] = panels_without_data(url, range_seconds=600, scrape_interval=5)
+        return not missing
+
+    # Background checks (restore test, probes) land within their first interval.
+    try:
+        wait_until(every_panel_has_data, 120, interval=5, what="data for every panel")
+    except TimeoutError:
+        pass
+    assert missing == []
+
+
+def test_stop_leaves_no_process_behind(demo):
+    root, child = demo
+    pids = [c["pid"] for c in json.loads((root / "run" / "stack.json").read_text())["components"]
+            if c.get("pid")]
+    app_pid = int((root / "run" / "app.pid").read_text())  # restarted by the rollback
+    child.proc.send_signal(2)  # Ctrl-C
+    child.proc.wait(60)
+    wait_until(lambda: not any(psutil.pid_exists(p) and psutil.Process(p).status() != "zombie"
+                               for p in [*pids, app_pid]), 30, what="every component to stop")
+    assert not os.path.exists(root / "run" / "app.pid")
