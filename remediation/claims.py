@@ -63,6 +63,9 @@ class LocalClaims:
         self.dir = Path(lock_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
 
+    def ping(self) -> None:
+        pass  # the lock folder is the journal's own disk, checked by the journal
+
     def claim_episode(self, episode: str, node: str) -> bool:
         return True  # the journal's unique index decides
 
@@ -109,6 +112,13 @@ class RedisClaims:
 
     def _key(self, kind: str, name: str) -> str:
         return f"{self.prefix}{kind}:{hashlib.sha256(name.encode()).hexdigest()[:32]}"
+
+    def ping(self) -> None:
+        """ClaimsUnavailable unless Redis answers: health and ``redis_up`` ask it."""
+        try:
+            self.r.ping()
+        except self._errors as exc:
+            raise ClaimsUnavailable(str(exc)) from exc
 
     def claim_episode(self, episode: str, node: str) -> bool:
         """True if this journal owns the episode (now, or from an earlier unanswered try)."""

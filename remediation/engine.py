@@ -62,6 +62,8 @@ class Engine:
         self.workdir.mkdir(parents=True, exist_ok=True)
         actions = sorted({r.action for r in rem.policy})
         self.metrics = Metrics(actions)
+        if rem.redis_url:
+            self.metrics.watch_redis(lambda: self.claims_error() is None)
         # Label children looked up once: the ack path counts ten decisions per request.
         self._decided = {o: self.metrics.decisions.labels(o) for o in OUTCOMES}
         self._suppressed = {r: self.metrics.suppressions.labels(r) for r in REASONS}
@@ -89,6 +91,14 @@ class Engine:
             log.warning("run %s (%s, rule %s) was %s when the receiver stopped: marked interrupted, "
                         "not re-run", r["id"], r["action"], r["rule"], r["status"])
         return stale
+
+    def claims_error(self) -> str | None:
+        """Why no action can run now (the shared claims store does not answer), or None."""
+        try:
+            self.claims.ping()
+        except ClaimsUnavailable as exc:
+            return f"redis unavailable: {exc}"
+        return None
 
     def accept(self, n: Notification, body: str) -> list[QueuedRun]:
         """Journal the notification and one decision per alert; JournalUnavailable -> 503.

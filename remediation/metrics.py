@@ -1,6 +1,8 @@
 """The receiver's own metrics (docs/metrics.md, job `remediator`), in their own registry."""
 from __future__ import annotations
 
+from typing import Callable
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 OUTCOMES = ("act", "dry_run", "suppressed", "ignored")
@@ -39,3 +41,9 @@ class Metrics:
         for a in actions:
             for res in RESULTS:
                 self.actions.labels(a, res)
+
+    def watch_redis(self, up: Callable[[], bool]) -> None:
+        """``pitwatch_remediation_redis_up``, asked at each scrape; only with shared claims."""
+        Gauge("pitwatch_remediation_redis_up", "1 if the Redis holding the episode claims and "
+              "target locks answers, else 0 (no action runs while 0).",
+              registry=self.registry).set_function(lambda: 1.0 if up() else 0.0)

@@ -51,6 +51,12 @@ class Receiver:
             except Exception as exc:  # a health check reports, it does not raise
                 return _json(start_response, "503 Service Unavailable",
                              {"status": "journal unavailable", "error": str(exc)})
+            # Without the shared claims nothing acts, yet notifications are still accepted
+            # and journalled: 200 with the reason, since restarting the receiver cures nothing.
+            claims = self.engine.claims_error()
+            if claims:
+                return _json(start_response, "200 OK",
+                             {"status": "degraded", "acting": False, "error": claims})
             return _json(start_response, "200 OK", {"status": "ok"})
         if path == "/metrics":
             body = generate_latest(self.engine.metrics.registry)
