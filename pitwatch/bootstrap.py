@@ -26,7 +26,8 @@ DEMO_BINARIES = {
     "amtool": "prometheus-alertmanager",
     "redis-server": "redis-server",
 }
-TEST_BINARIES = {**DEMO_BINARIES, "docker-compose": "docker-compose"}
+TEST_BINARIES = {**DEMO_BINARIES, "docker-compose": "docker-compose",
+                 "victoria-metrics": "victoria-metrics"}
 
 
 def say(msg: str) -> None:
