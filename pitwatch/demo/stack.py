@@ -310,7 +310,7 @@ class Running:
 
 
 def running(root: Path) -> Running | None:
-    """The stack another process runs in ``root``, if its app and Prometheus are alive."""
+    """The stack another process runs in ``root``, if its Prometheus is alive."""
     try:
         state = json.loads((root / "run" / "stack.json").read_text())
     except (OSError, ValueError):
@@ -324,7 +324,8 @@ def running(root: Path) -> Running | None:
         except (TypeError, ProcessLookupError, PermissionError):
             return False
 
-    return Running(pids) if alive(pids.get("prometheus")) and alive(pids.get("app")) else None
+    # Not the app: a restart gives it a new pid that stack.json does not know.
+    return Running(pids) if alive(pids.get("prometheus")) else None
 
 
 def status(root: Path, cfg: Config) -> list[str]:
