@@ -15,9 +15,10 @@ import sys
 
 import psutil
 import pytest
+import requests
 
 from dashboards.queries import panels_without_data
-from pitwatch import drills
+from pitwatch import backups, config, drills
 from pitwatch.demo import stack
 from pitwatch.mailsink import read_mail
 from pitwatch.procs import Child, wait_until
@@ -82,6 +83,23 @@ def test_corrupted_database_is_restored(demo):
     assert list((root / "quarantine").glob("*/trading.db")), "the damaged database is kept"
     subjects = [str(m["Subject"]) for _, m in read_mail(root / "mail")]
     assert any(report["triggered_by"] in s for s in subjects)
+
+
+def test_a_person_restores_from_a_snapshot(demo):
+    """`pitwatch restore --from snapshot` by hand, on the running demo platform."""
+    root, _ = demo
+    cfg = root / "pitwatch.yml"
+    assert backups.list_snapshots(root / "backups"), "the demo's schedule took a snapshot at start"
+    before = len(list((root / "quarantine").glob("*")))
+    drills._corrupt_database(drills.Platform(config.load(cfg), root, "", lambda name: None),
+                             drills.Report("by-hand", "", None))
+    proc = subprocess.run([sys.executable, "-m", "pitwatch", "restore", "--from", "snapshot",
+                           "--config", str(cfg)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "RTO " in proc.stdout and "RPO " in proc.stdout
+    assert backups.integrity_check(root / "trading.db") == (True, "ok")
+    assert len(list((root / "quarantine").glob("*"))) == before + 1
+    assert requests.get(config.load(cfg).platform.app_url + "/health", timeout=5).status_code == 200
 
 
 def test_every_dashboard_panel_has_data(demo):
