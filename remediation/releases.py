@@ -32,7 +32,8 @@ def version_key(name: str) -> list:
     return [(0, int(p), "") if p.isdigit() else (1, 0, p) for p in re.split(r"(\d+)", name) if p]
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
+    """Make a rename inside ``path`` durable."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -50,7 +51,7 @@ def atomic_write(path: Path, text: str) -> None:
     if path.exists():
         os.chmod(tmp, path.stat().st_mode & 0o7777)
     os.replace(tmp, path)
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 class Folders:
@@ -88,7 +89,7 @@ class Folders:
         tmp.unlink(missing_ok=True)
         os.symlink(version, tmp)  # relative: the tree may be moved or mounted elsewhere
         os.replace(tmp, self.dir / CURRENT)
-        _fsync_dir(self.dir)
+        fsync_dir(self.dir)
 
     def apply(self) -> None:
         app.restart(self.platform)

@@ -34,6 +34,7 @@ from pitwatch import backups
 from pitwatch.config import Config
 
 from remediation import app
+from remediation.releases import fsync_dir
 
 SIDECARS = ("-wal", "-shm")
 CHUNK = 8 << 20
@@ -56,14 +57,6 @@ class Report:
     newest_row: float | None
     tables: dict[str, int] = field(default_factory=dict)
     healthy: bool = False
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class Progress:
@@ -237,7 +230,7 @@ def restore(cfg: Config, source: str | None = None, at: str | None = None,
         if quarantine:
             say(f"damaged files kept in {quarantine}")
         os.replace(tmp, db)
-        _fsync_dir(db.parent)
+        fsync_dir(db.parent)
         healthy = True
         if restart_app:
             say("starting the app")
@@ -270,8 +263,8 @@ def _quarantine(db: Path) -> Path | None:
             os.link(p, qdir / p.name)  # no copy: the same inode, kept by a second name
         except OSError:
             shutil.copy2(p, qdir / p.name)
-    _fsync_dir(qdir)
+    fsync_dir(qdir)
     for suffix in ("-shm", "-wal"):
         Path(f"{db}{suffix}").unlink(missing_ok=True)
-    _fsync_dir(db.parent)
+    fsync_dir(db.parent)
     return qdir

@@ -61,6 +61,9 @@ def _binary(name: str) -> tuple[str, bool, str]:
     return found or name, found is not None, how
 
 
+HA_PORTS = ("alertmanager_2", "alertmanager_2_cluster", "remediator_2")
+
+
 def stack_ports(root: Path) -> dict[str, int]:
     """Ports of the monitoring side (not in pitwatch.yml), kept in stack/ports.json."""
     path = root / "stack" / "ports.json"
@@ -68,7 +71,7 @@ def stack_ports(root: Path) -> dict[str, int]:
         ports = json.loads(path.read_text())
     except (OSError, ValueError):
         ports = {}
-    for name in ("prometheus", "alertmanager", "alertmanager_cluster"):
+    for name in ("prometheus", "alertmanager", "alertmanager_cluster", *HA_PORTS):
         ports.setdefault(name, free_port())
     path.parent.mkdir(exist_ok=True)
     path.write_text(json.dumps(ports, indent=2) + "\n")
@@ -79,7 +82,18 @@ def _hostport(url: str) -> str:
     return url.split("://", 1)[-1].split("/", 1)[0]
 
 
-def components(cfg: Config, config_path: Path, rate: float = 5.0) -> list[Component]:
+def components(cfg: Config, config_path: Path, rate: float = 5.0,
+               ha: bool = False) -> list[Component]:
+    """The stack's specs; ``ha``: two clustered Alertmanagers, two remediators (demo.ha)."""
+    specs = _components(cfg, config_path, rate)
+    if ha:
+        from pitwatch.demo import ha as ha_stack
+
+        specs = ha_stack.replicate(cfg, config_path, specs, stack_ports(config_path.parent))
+    return specs
+
+
+def _components(cfg: Config, config_path: Path, rate: float) -> list[Component]:
     root = config_path.parent
     app = cfg.platform.app_url
     exporter = f"http://{cfg.exporter.listen}"
@@ -286,22 +300,6 @@ class Running:
     def __init__(self, pids: dict[str, int]):
         self.pids = pids
 
-    def _follow_replaced_database(self) -> None:
-        """A restore renames a new file into place; Litestream keeps replicating the old
-        inode until it restarts, so restart it (and say so)."""
-        try:
-            inode = os.stat(self.cfg.platform.database).st_ino
-        except OSError:
-            return
-        if self._db_inode is None:
-            self._db_inode = inode
-        elif inode != self._db_inode and "litestream" in self.children:
-            self._db_inode = inode
-            self.echo("the database file was replaced (a restore): restarting litestream")
-            self.children["litestream"].stop()
-            self._start_child(next(s for s in self.specs if s.name == "litestream"))
-            self._write_state()
-
     def stop_component(self, name: str) -> None:
         try:
             os.killpg(self.pids[name], signal.SIGTERM)
@@ -353,7 +351,7 @@ def status(root: Path, cfg: Config) -> list[str]:
 
 
 def run(directory: str | Path, seconds: float | None = None, rate: float = 5.0,
-        echo: Callable[[str], None] = print) -> int:
+        echo: Callable[[str], None] = print, ha: bool = False) -> int:
     root = Path(directory).resolve()
     config_path = platform.init(root, echo=echo)
     cfg = config_mod.load(config_path)
@@ -361,7 +359,12 @@ def run(directory: str | Path, seconds: float | None = None, rate: float = 5.0,
         echo(f"a demo app is already running (pid {lifecycle.running_pid(cfg)}); stop it with "
              f"`pitwatch demo stop-app --config {config_path}`")
         return 1
-    stack = Stack(root, cfg, components(cfg, config_path, rate=rate), echo=echo)
+    try:
+        specs = components(cfg, config_path, rate=rate, ha=ha)
+    except ValueError as exc:  # demo.ha.NotReplicable
+        echo(f"cannot run the HA demo: {exc}")
+        return 2
+    stack = Stack(root, cfg, specs, echo=echo)
 
     def terminate(signum, frame):
         raise KeyboardInterrupt
