@@ -38,7 +38,7 @@ def register(sub) -> None:
                     "State lives in DIR (created when missing; a second run reuses it). "
                     "Ctrl-C or --seconds stops every child.",
         epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter,
-        usage="pitwatch demo DIR [--seconds N] [--rate R]\n       pitwatch demo ACTION ...")
+        usage="pitwatch demo DIR [--seconds N] [--rate R] [--ha]\n       pitwatch demo ACTION ...")
     parser.add_argument("target", metavar="DIR|ACTION",
                         help="the demo folder to run, or one of the actions below")
     parser.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
@@ -52,6 +52,9 @@ def _run_parser() -> argparse.ArgumentParser:
                    help="stop everything after this many seconds (default: run until Ctrl-C)")
     p.add_argument("--rate", type=float, default=5.0,
                    help="requests per second of the traffic generator (default: 5)")
+    p.add_argument("--ha", action="store_true",
+                   help="two clustered Alertmanagers and two remediators sharing the demo's "
+                        "Redis (configs pitwatch.remediator-1.yml and -2.yml in DIR)")
     return p
 
 
@@ -80,7 +83,7 @@ def _dispatch(args) -> int:
     opts = _run_parser().parse_args(args.rest)
     from pitwatch.demo import stack
 
-    return stack.run(args.target, seconds=opts.seconds, rate=opts.rate)
+    return stack.run(args.target, seconds=opts.seconds, rate=opts.rate, ha=opts.ha)
 
 
 def _init(opts) -> int:
