@@ -8,6 +8,7 @@ Modules, in the order a notification meets them:
     policy     rule matching and guards: duplicate, dry_run, market_hours, cooldown, max_runs
     journal    SQLite WAL: notifications, decisions, runs (schema in its docstring)
     claims     episode claims + per-target locks: flock locally, Redis SET NX PX + fencing
+    fencing    a stale run (its lock expired) cannot change what a newer run took
     actions    action name -> argv (built-ins run `python -m pitwatch <action> --config CFG`)
     runner     argv only, sanitised environment, PITWATCH_ALERT_FILE, group timeout
     metrics    pitwatch_remediation_* (docs/metrics.md)

@@ -3,10 +3,11 @@
 Without Redis, one host: the journal's unique episode index is the claim, and a
 target lock is an ``flock`` on ``<journal dir>/locks/<target>.lock`` (released by the
 kernel if the receiver dies). With Redis, several receivers: the claim is
-``SET NX`` of the episode key, the lock ``SET NX PX`` holding a fencing token from
-``INCR`` (handed to the action as ``PITWATCH_FENCING_TOKEN``, so a stale holder can be
-told apart), released only by its holder (compare-and-delete); cooldown and max_runs
-are checked against a sorted set of every replica's run times per rule.
+``SET NX`` of the episode key, the lock ``SET NX PX`` holding a fencing token (a
+per-target counter, never below Redis's clock in ms), released only by its holder
+(compare-and-delete); cooldown and max_runs are checked against a sorted set of every
+replica's run times per rule. Either way the token reaches the action as
+``PITWATCH_FENCING_TOKEN``, and remediation.fencing refuses a stale holder's changes.
 """
 from __future__ import annotations
 
@@ -36,6 +37,22 @@ return 'ok'
 _RELEASE = """
 if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
 return 0
+"""
+
+
+# The next fencing token of a target, never below Redis's own clock in milliseconds: the
+# tokens keep growing even after Redis restarted empty (remediation.fencing compares them
+# with the highest one the platform has seen).
+# KEYS[1] the target's fence counter
+_NEXT_TOKEN = """
+local t = redis.call('time')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local n = redis.call('incr', KEYS[1])
+if n < now then
+  redis.call('set', KEYS[1], now)
+  n = now
+end
+return n
 """
 
 
@@ -109,6 +126,7 @@ class RedisClaims:
         self.prefix = prefix
         self._release = self.r.register_script(_RELEASE)
         self._admit = self.r.register_script(_ADMIT)
+        self._next_token = self.r.register_script(_NEXT_TOKEN)
 
     def _key(self, kind: str, name: str) -> str:
         return f"{self.prefix}{kind}:{hashlib.sha256(name.encode()).hexdigest()[:32]}"
@@ -151,7 +169,7 @@ class RedisClaims:
     def lock(self, target: str, ttl: float) -> Lock | None:
         key = self._key("lock", target)
         try:
-            token = int(self.r.incr(self._key("fence", target)))
+            token = int(self._next_token(keys=[self._key("fence", target)]))
             value = str(token)
             if not self.r.set(key, value, nx=True, px=max(1, int(ttl * 1000))):
                 return None

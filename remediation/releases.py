@@ -20,6 +20,7 @@ from typing import Callable
 from pitwatch.config import Platform
 
 from remediation import app
+from remediation.fencing import Fenced, fenced
 
 CURRENT = "current"
 
@@ -88,7 +89,12 @@ class Folders:
         tmp = self.dir / f".{CURRENT}.{os.getpid()}"
         tmp.unlink(missing_ok=True)
         os.symlink(version, tmp)  # relative: the tree may be moved or mounted elsewhere
-        os.replace(tmp, self.dir / CURRENT)
+        try:
+            with fenced(self.dir):
+                os.replace(tmp, self.dir / CURRENT)
+        except Fenced as exc:
+            tmp.unlink(missing_ok=True)
+            raise ReleaseError(str(exc)) from None
         fsync_dir(self.dir)
 
     def apply(self) -> None:
@@ -153,7 +159,11 @@ class Compose:
         if not replaced:
             lines.append(new)
         before = self.current()
-        atomic_write(self.env, "\n".join(lines) + "\n")
+        try:
+            with fenced(self.env.parent):
+                atomic_write(self.env, "\n".join(lines) + "\n")
+        except Fenced as exc:
+            raise ReleaseError(str(exc)) from None
         stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
         with open(self.history, "a") as fh:
             if before and not self._history():

@@ -34,6 +34,7 @@ from pitwatch import backups
 from pitwatch.config import Config
 
 from remediation import app
+from remediation.fencing import Fenced, fenced
 from remediation.releases import fsync_dir
 
 SIDECARS = ("-wal", "-shm")
@@ -222,14 +223,20 @@ def restore(cfg: Config, source: str | None = None, at: str | None = None,
             conn.close()
         say(f"restored copy is sound: {sum(tables.values())} rows in {len(tables)} tables")
 
-        stopped_at = time.monotonic()
-        if restart_app:
-            say("stopping the app")
-            app.stop(cfg.platform)
-        quarantine = _quarantine(db)
-        if quarantine:
-            say(f"damaged files kept in {quarantine}")
-        os.replace(tmp, db)
+        try:
+            with fenced(db.parent):
+                pass  # a stale run (its lock expired) stops here, before stopping the app
+            stopped_at = time.monotonic()
+            if restart_app:
+                say("stopping the app")
+                app.stop(cfg.platform)
+            with fenced(db.parent):
+                quarantine = _quarantine(db)
+                if quarantine:
+                    say(f"damaged files kept in {quarantine}")
+                os.replace(tmp, db)
+        except Fenced as exc:
+            raise RestoreError(str(exc)) from None
         fsync_dir(db.parent)
         healthy = True
         if restart_app:
