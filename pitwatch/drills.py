@@ -44,10 +44,11 @@ class DrillFailed(Exception):
 @dataclass
 class Report:
     scenario: str
-    alert: str
+    alerts: tuple[str, ...]  # any of them may detect the fault
     action: str | None
     fault_at: float = 0.0
     events: dict[str, float] = field(default_factory=dict)  # event -> unix time
+    seen: dict[str, dict[str, float]] = field(default_factory=dict)  # alert -> pending/firing
     figures: dict[str, float | int | str] = field(default_factory=dict)
     recovered: bool = False
 
@@ -57,6 +58,14 @@ class Report:
     def since_fault(self) -> dict[str, float]:
         seen = sorted((t, EVENTS.index(e), e) for e, t in self.events.items())
         return {e: round(t - self.fault_at, 2) for t, _, e in seen}
+
+    @property
+    def alert(self) -> str:
+        """The alert followed: the one that triggered the action, else the first seen."""
+        if self.figures.get("triggered_by"):
+            return str(self.figures["triggered_by"])
+        first = sorted(self.seen, key=lambda name: self.seen[name]["pending"])
+        return first[0] if first else self.alerts[0]
 
     @property
     def mttr(self) -> float | None:
@@ -111,12 +120,16 @@ class Platform:
         r.raise_for_status()
         return r.json()["data"]["result"]
 
-    def alert(self, name: str) -> dict | None:
+    def alerts(self) -> dict[str, dict]:
+        """Active alerts by name (a firing one where there are several)."""
         r = requests.get(f"{self.prometheus_url}/api/v1/alerts", timeout=5)
         r.raise_for_status()
-        states = [a for a in r.json()["data"]["alerts"] if a["labels"].get("alertname") == name]
-        firing = [a for a in states if a["state"] == "firing"]
-        return (firing or states or [None])[0]
+        out: dict[str, dict] = {}
+        for a in r.json()["data"]["alerts"]:
+            name = a["labels"].get("alertname", "")
+            if name not in out or a["state"] == "firing":
+                out[name] = a
+        return out
 
     def rule_timing(self, name: str) -> tuple[float, float]:
         """(`for` seconds, evaluation interval seconds) of an alerting rule."""
@@ -157,7 +170,7 @@ class Platform:
 @dataclass
 class Scenario:
     name: str
-    alert: str
+    alerts: tuple[str, ...]  # the alerts that detect this fault
     action: str | None
     limit: float  # seconds from the fault to recovery before the drill fails
     inject: Callable[[Platform, Report], None]
@@ -250,15 +263,15 @@ def _mailed(p: Platform, r: Report) -> bool:
 
 
 SCENARIOS = {s.name: s for s in (
-    Scenario("bad-release", "AppHighErrorRate", "rollback", 180, _deploy_bad,
+    Scenario("bad-release", ("AppHighErrorRate",), "rollback", 180, _deploy_bad,
              _good_release_serving,
              help=f"deploy the faulty release {BAD}: error-rate alert -> mail -> rollback"),
-    Scenario("db-corruption", "AppDatabaseCorruption", "restore", 240, _corrupt_database,
+    Scenario("db-corruption", ("AppDatabaseCorruption", "DatabaseIntegrityCheckFailed"), "restore", 240, _corrupt_database,
              _database_restored, after=_rpo,
              help="overwrite pages of the live database: detection -> mail -> restore; RPO"),
-    Scenario("app-down", "AppDown", "restart", 180, _kill_app, _app_back,
+    Scenario("app-down", ("AppDown",), "restart", 180, _kill_app, _app_back,
              help="kill -9 the app: down alert -> mail -> restart"),
-    Scenario("stale-backup", "LitestreamNotSyncing", None, 420, _stop_backups, _mailed,
+    Scenario("stale-backup", ("LitestreamNotSyncing",), None, 420, _stop_backups, _mailed,
              help="stop Litestream: sync alert -> mail (no automatic action)"),
 )}
 
@@ -282,15 +295,17 @@ def _finished_ok(p: Platform, r: Report) -> bool:
 
 
 def _observe(p: Platform, r: Report) -> None:
-    alert = p.alert(r.alert)
-    if alert and alert.get("activeAt"):
-        pending = _rfc3339(alert["activeAt"])
-        r.mark("alert pending", pending)
-        if alert["state"] == "firing":
+    active = p.alerts()
+    for name in r.alerts:
+        alert = active.get(name)
+        if not alert or not alert.get("activeAt"):
+            continue
+        seen = r.seen.setdefault(name, {"pending": _rfc3339(alert["activeAt"])})
+        if alert["state"] == "firing" and "firing" not in seen:
             # Polling sees firing late; it happened at the first evaluation `for` after
             # the pending one.
-            hold, interval = p.rule_timing(r.alert)
-            r.mark("alert firing", min(time.time(), pending + math.ceil(hold / interval) * interval))
+            hold, interval = p.rule_timing(name)
+            seen["firing"] = min(time.time(), seen["pending"] + math.ceil(hold / interval) * interval)
     run = _run(p, r) if r.action else None
     if run:
         # The notification and alert that led to the run, whichever alert came first.
@@ -301,10 +316,13 @@ def _observe(p: Platform, r: Report) -> None:
         if run[2]:
             r.mark("action finished", run[2])
             r.figures["action_result"] = run[0]
+    followed = r.seen.get(r.alert, {})
+    for event, key in (("alert pending", "pending"), ("alert firing", "firing")):
+        if key in followed:
+            r.events[event] = followed[key]
     if "mail received" not in r.events:
-        names = {r.alert, str(r.figures.get("triggered_by", r.alert))}
         for arrived, msg in read_mail(p.root / "mail"):
-            if arrived >= r.fault_at and any(n in str(msg["Subject"]) for n in names):
+            if arrived >= r.fault_at and r.alert in str(msg["Subject"]):
                 r.mark("mail received", arrived)
                 r.figures["mail_subject"] = str(msg["Subject"])
                 break
@@ -326,7 +344,7 @@ def warm_up(p: Platform, scenario: Scenario, timeout: float = 180, echo=print) -
             rates = p.query('sum(rate(flask_http_request_total{job="app"}[30s])) > 0')
             up = p.query('min(up{job=~"app|exporter|remediator"})')
             # A fault needs the previous episode gone and a full window of healthy traffic.
-            quiet = p.alert(scenario.alert) is None
+            quiet = not set(scenario.alerts) & set(p.alerts())
             synced = scenario.name != "db-corruption" or p.query(
                 "time() - pitwatch_backup_litestream_last_replica_write_timestamp_seconds < 10")
         except requests.RequestException:
@@ -342,7 +360,7 @@ def _healthy_now(p: Platform) -> bool:
 
 
 def run(scenario: Scenario, p: Platform, echo=print, poll: float = 0.5) -> Report:
-    report = Report(scenario.name, scenario.alert, scenario.action)
+    report = Report(scenario.name, scenario.alerts, scenario.action)
     scenario.inject(p, report)
     report.mark("fault injected", report.fault_at)
     echo(f"fault injected: {scenario.help}")
