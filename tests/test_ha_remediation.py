@@ -17,6 +17,7 @@ import copy
 import json
 import os
 import signal
+import subprocess
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -297,6 +298,9 @@ def test_redis_down_journals_without_acting_and_recovers(stack):
         assert health.json()["status"] == "degraded" and health.json()["acting"] is False
         assert "redis unavailable" in health.json()["error"]
         assert metric(r, "pitwatch_remediation_redis_up") == 0.0
+        lint = subprocess.run(["promtool", "check", "metrics"], capture_output=True, text=True,
+                              input=requests.get(r.url + "/metrics", timeout=5).text, timeout=30)
+        assert lint.returncode == 0, lint.stdout + lint.stderr
     done = len(lines(stack.record))
     labels = {"alertname": "BadRelease", "remediation": "rollback", "job": "trading-app",
               "instance": "app-redis:5000"}
