@@ -152,10 +152,9 @@ class Platform:
         finally:
             conn.close()
 
-    def trades(self, database: Path | None = None) -> tuple[int, float]:
+    def trades(self) -> tuple[int, float]:
         """(newest trade id, its time) as committed."""
-        conn = sqlite3.connect(f"file:{database or self.cfg.platform.database}?mode=ro", uri=True,
-                               timeout=5)
+        conn = sqlite3.connect(f"file:{self.cfg.platform.database}?mode=ro", uri=True, timeout=5)
         try:
             row = conn.execute("select id, executed_at from trades order by id desc limit 1").fetchone()
         finally:
@@ -255,7 +254,8 @@ def _app_back(p: Platform, r: Report) -> bool:
 
 def _stop_backups(p: Platform, r: Report) -> None:
     r.fault_at = time.time()
-    p.stop_component("litestream")
+    for name in ("litestream", "snapshots"):
+        p.stop_component(name)
 
 
 def _mailed(p: Platform, r: Report) -> bool:
@@ -272,7 +272,7 @@ SCENARIOS = {s.name: s for s in (
     Scenario("app-down", ("AppDown",), "restart", 180, _kill_app, _app_back,
              help="kill -9 the app: down alert -> mail -> restart"),
     Scenario("stale-backup", ("LitestreamNotSyncing",), None, 420, _stop_backups, _mailed,
-             help="stop Litestream: sync alert -> mail (no automatic action)"),
+             help="stop Litestream and snapshots: sync alert -> mail (no automatic action)"),
 )}
 
 

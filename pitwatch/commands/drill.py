@@ -7,7 +7,7 @@ SCENARIO_HELP = {
     "bad-release": "deploy the faulty release: error-rate alert -> mail -> rollback",
     "db-corruption": "overwrite pages of the live database: detection -> mail -> restore; RPO",
     "app-down": "kill -9 the app: down alert -> mail -> restart",
-    "stale-backup": "stop Litestream: sync alert -> mail (no automatic action)",
+    "stale-backup": "stop Litestream and snapshots: sync alert -> mail (no automatic action)",
 }
 
 

@@ -285,7 +285,8 @@ class Stack:
             self._write_state()
 
     def stop_component(self, name: str) -> None:
-        self.children[name].stop()
+        if name in self.children:
+            self.children[name].stop()
 
     def stop(self) -> None:
         for name in reversed(list(self.children)):
