@@ -271,7 +271,7 @@ SCENARIOS = {s.name: s for s in (
              help="overwrite pages of the live database: detection -> mail -> restore; RPO"),
     Scenario("app-down", ("AppDown",), "restart", 180, _kill_app, _app_back,
              help="kill -9 the app: down alert -> mail -> restart"),
-    Scenario("stale-backup", ("LitestreamNotSyncing",), None, 420, _stop_backups, _mailed,
+    Scenario("stale-backup", ("LitestreamDown", "LitestreamNotSyncing"), None, 420, _stop_backups, _mailed,
              help="stop Litestream and snapshots: sync alert -> mail (no automatic action)"),
 )}
 
