@@ -1,6 +1,6 @@
 """The whole demo stack end to end, as `pitwatch demo DIR` runs it: the drills on the real
-stack (shipped rules, routes and timings), then every dashboard panel's query against its
-Prometheus, then a clean stop with no process left behind.
+stack (shipped rules, routes and timings), every dashboard panel's query against its
+Prometheus, stopped backups, then a clean stop with no process left behind.
 
 One stack serves the module, in this order: a drill that did not recover fails, and the
 panels are read after the drills so the remediation panels have something to show.
@@ -117,6 +117,18 @@ def test_every_dashboard_panel_has_data(demo):
     except TimeoutError:
         pass
     assert missing == []
+
+
+def test_stopped_backups_page_people_and_nothing_acts(demo):
+    root, _ = demo
+    runs_before = journal_runs(root)
+    report = drill("stale-backup", root)
+    t = report["timeline_seconds"]
+    assert report["recovered"] and report["alert"] == "LitestreamDown"
+    assert t["alert pending"] <= t["alert firing"] <= t["mail received"]
+    assert "healthy again" not in t and "action started" not in t
+    assert report["mail_subject"].startswith("[FIRING:CRITICAL] LitestreamDown")
+    assert journal_runs(root) == runs_before  # no automatic action for backups
 
 
 def test_stop_leaves_no_process_behind(demo):
