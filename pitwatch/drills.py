@@ -24,7 +24,7 @@ from typing import Callable
 
 import requests
 
-from pitwatch import backups
+from pitwatch import backups, config
 from pitwatch.config import Config
 from pitwatch.mailsink import read_mail
 
@@ -145,16 +145,31 @@ class Platform:
                     return float(rule.get("duration", 0)), float(group["interval"])
         raise KeyError(f"no alerting rule {name}")
 
+    def journals(self) -> list[Path]:
+        """The remediator's journal, and each replica's under `pitwatch demo --ha`."""
+        if not self.cfg.remediation:
+            return []
+        paths = [self.cfg.remediation.journal]
+        for replica in sorted(self.root.glob("pitwatch.remediator-*.yml")):
+            remediation = config.load(replica).remediation
+            if remediation and remediation.journal not in paths:
+                paths.append(remediation.journal)
+        return paths
+
     def journal(self, sql: str, args: tuple = ()) -> list[tuple]:
-        if not self.cfg.remediation or not self.cfg.remediation.journal.exists():
-            return []
-        conn = sqlite3.connect(f"file:{self.cfg.remediation.journal}?mode=ro", uri=True, timeout=2)
-        try:
-            return conn.execute(sql, args).fetchall()
-        except sqlite3.OperationalError:
-            return []
-        finally:
-            conn.close()
+        """Rows of ``sql`` from every journal (read-only)."""
+        rows: list[tuple] = []
+        for path in self.journals():
+            if not path.exists():
+                continue
+            conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=2)
+            try:
+                rows += conn.execute(sql, args).fetchall()
+            except sqlite3.OperationalError:
+                pass
+            finally:
+                conn.close()
+        return rows
 
     def trades(self) -> tuple[int, float]:
         """(newest trade id, its time) as committed."""
@@ -282,11 +297,12 @@ def _run(p: Platform, r: Report) -> tuple | None:
     run of the expected action since the fault."""
     rows = p.journal(
         "select runs.status, runs.started_at, runs.finished_at, notifications.received_at, "
-        "decisions.alertname from runs join decisions on decisions.id = runs.decision_id "
+        "decisions.alertname, runs.queued_at from runs "
+        "join decisions on decisions.id = runs.decision_id "
         "join notifications on notifications.id = decisions.notification_id "
         "where runs.action = ? and runs.queued_at >= ? order by runs.id limit 1",
         (r.action, r.fault_at))
-    return rows[0] if rows else None
+    return min(rows, key=lambda row: row[5])[:5] if rows else None
 
 
 def _finished_ok(p: Platform, r: Report) -> bool:
