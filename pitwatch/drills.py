@@ -51,6 +51,7 @@ class Report:
     seen: dict[str, dict[str, float]] = field(default_factory=dict)  # alert -> pending/firing
     figures: dict[str, float | int | str] = field(default_factory=dict)
     recovered: bool = False
+    last_trade_time: float = 0.0  # newest committed trade before the fault (RPO)
 
     def mark(self, event: str, at: float | None = None) -> None:
         self.events.setdefault(event, time.time() if at is None else at)
@@ -218,7 +219,7 @@ def _corrupt_database(p: Platform, r: Report) -> None:
     db = p.cfg.platform.database
     last_id, last_time = p.trades()
     r.figures["trades_before_fault"] = last_id
-    r.figures["_last_trade_time"] = last_time
+    r.last_trade_time = last_time
     size = db.stat().st_size
     page = 4096
     pages = size // page
@@ -242,7 +243,7 @@ def _database_restored(p: Platform, r: Report) -> bool:
 def _rpo(p: Platform, r: Report) -> None:
     """Trades committed before the fault that the restored database does not hold."""
     before = int(r.figures["trades_before_fault"])
-    last_time = float(r.figures.pop("_last_trade_time"))
+    last_time = r.last_trade_time
     conn = sqlite3.connect(f"file:{p.cfg.platform.database}?mode=ro", uri=True, timeout=5)
     try:
         kept, newest = conn.execute(
