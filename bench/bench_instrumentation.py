@@ -1,4 +1,4 @@
-"""Overhead of ``exporters.flask.instrument`` on the demo app's throughput.
+"""Overhead of ``pitwatch.exporters.flask.instrument`` on the demo app's throughput.
 
 Two waitress servers of the same demo folder, one instrumented and one bare, are
 loaded in alternation (bare, instrumented, instrumented, bare, ...) so drift hits
@@ -34,7 +34,7 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from pitwatch.procs import Child, free_port, wait_http  # noqa: E402
+from pitwatch.core.procs import Child, free_port, wait_http  # noqa: E402
 
 ENDPOINTS = {
     "api": "/api/chart/ES?timeframe=1m",  # a typical API call: one indexed query
@@ -46,7 +46,7 @@ THREADS, CONNECTIONS = 4, 8
 def serve(config_path: str, port: int, instrumented: bool) -> None:
     from waitress import serve as waitress_serve
 
-    from pitwatch import config
+    from pitwatch.core import config
     from pitwatch.demo.app import create_app
 
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)
@@ -83,7 +83,7 @@ def in_process(config_path: Path, rounds: int = 8, requests_per_round: int = 100
 
     Both apps live side by side and take turns, so drift and noise hit both alike.
     """
-    from pitwatch import config
+    from pitwatch.core import config
     from pitwatch.demo.app import create_app
 
     cfg = config.load(config_path)

@@ -39,7 +39,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from pitwatch.procs import Child, free_port, wait_http  # noqa: E402
+from pitwatch.core.procs import Child, free_port, wait_http  # noqa: E402
 
 PY = sys.executable
 TOKEN = "bench-token"
@@ -253,7 +253,7 @@ def make_big_db(path: Path, size_mb: int) -> None:
 
 
 def bench_restore(args) -> dict:
-    from pitwatch import backups
+    from pitwatch.core import backups
 
     work = Path(args.dir or tempfile.mkdtemp(prefix="bench-restore-"))
     work.mkdir(parents=True, exist_ok=True)

@@ -22,8 +22,8 @@ from pathlib import Path
 import psutil
 import yaml
 
-from pitwatch import backups
-from pitwatch.procs import Child, free_port, wait_http, wait_until
+from pitwatch.core import backups
+from pitwatch.core.procs import Child, free_port, wait_http, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / "bench" / "work"  # git-ignored

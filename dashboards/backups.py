@@ -1,11 +1,11 @@
 """Backups: snapshots, Litestream replication, and the restore test that proves them."""
 from __future__ import annotations
 
-from dashboards import promql, slo, units
-from dashboards.common import (
+from pitwatch.dashboards import promql, slo, units
+from pitwatch.dashboards.common import (
     GREEN, RED, board, runbook_link, slo_steps, stat, steps, targets, timeseries,
 )
-from dashboards.promql import or_zero, rate
+from pitwatch.dashboards.promql import or_zero, rate
 
 RPO = slo_steps(slo.BACKUP_AGE)
 RTO = slo_steps(slo.RESTORE_DURATION)

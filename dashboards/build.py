@@ -7,18 +7,19 @@ from pathlib import Path
 
 from grafanalib._gen import DashboardEncoder
 
-from dashboards.common import UID_PREFIX
+from pitwatch.core import resources
+from pitwatch.dashboards.common import UID_PREFIX
 
 # Order of the boards in listings and snapshots; one module each, exposing `dashboard`.
 BOARDS = ("overview", "trading", "database", "backups", "security", "system", "remediation")
 
-# compose/grafana/dashboards next to this package (a source checkout).
-DEFAULT_OUT = Path(__file__).resolve().parent.parent / "compose" / "grafana" / "dashboards"
+# The shipped boards: in a checkout, compose/grafana/dashboards of the repository.
+DEFAULT_OUT = resources.compose("grafana", "dashboards")
 
 
 def dashboards() -> dict[str, object]:
     """Board name -> grafanalib Dashboard."""
-    return {name: importlib.import_module(f"dashboards.{name}").dashboard for name in BOARDS}
+    return {name: importlib.import_module(f"pitwatch.dashboards.{name}").dashboard for name in BOARDS}
 
 
 def to_json(dashboard) -> dict:

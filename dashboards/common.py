@@ -19,8 +19,8 @@ from grafanalib.core import (
     TimeSeries,
 )
 
-from dashboards import units
-from dashboards.slo import Slo
+from pitwatch.dashboards import units
+from pitwatch.dashboards.slo import Slo
 
 # The provisioned datasource (compose/grafana/provisioning/datasources/prometheus.yml).
 DATASOURCE_UID = "pitwatch-prometheus"

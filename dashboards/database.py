@@ -1,11 +1,11 @@
 """Database: the SQLite file's latency, size, integrity and errors, and Redis."""
 from __future__ import annotations
 
-from dashboards import promql, slo, units
-from dashboards.common import (
+from pitwatch.dashboards import promql, slo, units
+from pitwatch.dashboards.common import (
     GREEN, RED, board, runbook_link, slo_steps, stat, steps, targets, timeseries,
 )
-from dashboards.promql import or_zero, quantile, rate
+from pitwatch.dashboards.promql import or_zero, quantile, rate
 
 PROBE = "pitwatch_sqlite_probe_query_duration_seconds"
 APP_QUERY = "trading_db_query_duration_seconds"

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import re
 
-from dashboards import units
-from dashboards.common import COLUMNS, DATASOURCE
+from pitwatch.dashboards import units
+from pitwatch.dashboards.common import COLUMNS, DATASOURCE
 
 # A range selector and the function it is passed to: rate(x{a="b"}[5m]) -> ("rate", "5m").
 _RANGE = re.compile(r"(\w+)\(\s*(?:[a-zA-Z_:][\w:]*)?\s*(?:\{[^}]*\})?\s*\[([^\]]*)\]")

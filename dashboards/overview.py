@@ -1,8 +1,8 @@
 """Overview: the platform on one screen, each number against its SLO."""
 from __future__ import annotations
 
-from dashboards import promql, slo, units
-from dashboards.common import (
+from pitwatch.dashboards import promql, slo, units
+from pitwatch.dashboards.common import (
     BLUE, GREEN, NEVER, ORANGE, RED, board, board_link, runbook_link, slo_steps, stat, steps,
     targets, timeseries,
 )

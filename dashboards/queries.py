@@ -42,7 +42,7 @@ class QueryError(Exception):
 def queries(models: dict[str, dict] | None = None) -> list[Query]:
     """Every target of every panel of the generated boards, in board and panel order."""
     if models is None:
-        from dashboards.build import models as build_models
+        from pitwatch.dashboards.build import models as build_models
 
         models = build_models()
     out = []

@@ -1,11 +1,11 @@
 """Remediation: what the receiver was told, what it decided, and what it did."""
 from __future__ import annotations
 
-from dashboards import promql, units
-from dashboards.common import (
+from pitwatch.dashboards import promql, units
+from pitwatch.dashboards.common import (
     BLUE, GREEN, NEVER, RED, board, runbook_link, stat, steps, targets, timeseries,
 )
-from dashboards.promql import or_zero, quantile, rate
+from pitwatch.dashboards.promql import or_zero, quantile, rate
 
 PER_MINUTE = " * 60"
 FAILED = 'pitwatch_remediation_actions_total{result!="success"}'

@@ -1,11 +1,11 @@
 """Security: certificates, login failures, bans, headers and the firewall."""
 from __future__ import annotations
 
-from dashboards import promql, slo, units
-from dashboards.common import (
+from pitwatch.dashboards import promql, slo, units
+from pitwatch.dashboards.common import (
     GREEN, NOT_CHECKED, RED, board, runbook_link, slo_steps, stat, steps, targets, timeseries,
 )
-from dashboards.promql import or_zero, rate
+from pitwatch.dashboards.promql import or_zero, rate
 
 TLS = slo_steps(slo.TLS_WARNING, slo.TLS_CRITICAL)
 

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from dashboards import units
-from dashboards.queries import DEFAULT_SCRAPE_INTERVAL, Query, Window, queries, run
+from pitwatch.dashboards import units
+from pitwatch.dashboards.queries import DEFAULT_SCRAPE_INTERVAL, Query, Window, queries, run
 
 # Grafana's dark theme, near enough.
 BACKGROUND, PANEL, TEXT, MUTED = "#111217", "#181b1f", "#ccccdc", "#8e8e8e"
@@ -256,7 +256,7 @@ def snapshot(prometheus_url: str, out: Path, range_seconds: float = 900.0,
              ) -> list[BoardSnapshot]:
     """One ``<board>.png`` per board in ``out``, from ``prometheus_url``."""
     if models is None:
-        from dashboards.build import models as build_models
+        from pitwatch.dashboards.build import models as build_models
 
         models = build_models()
     window = Window.last(range_seconds, scrape_interval, now=now)

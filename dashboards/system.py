@@ -1,11 +1,11 @@
 """System: the app process, the host, the volumes, and the monitoring itself."""
 from __future__ import annotations
 
-from dashboards import promql, slo, units
-from dashboards.common import (
+from pitwatch.dashboards import promql, slo, units
+from pitwatch.dashboards.common import (
     GREEN, RED, board, runbook_link, slo_steps, stat, steps, targets, timeseries,
 )
-from dashboards.promql import or_zero, rate
+from pitwatch.dashboards.promql import or_zero, rate
 
 MEMORY = slo_steps(slo.APP_MEMORY)
 FREE = slo_steps(slo.VOLUME_FREE_WARNING, slo.VOLUME_FREE_CRITICAL)

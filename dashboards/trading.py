@@ -1,11 +1,11 @@
 """Trading: the app's traffic, latency and errors, and the business it carries."""
 from __future__ import annotations
 
-from dashboards import promql, slo, units
-from dashboards.common import (
+from pitwatch.dashboards import promql, slo, units
+from pitwatch.dashboards.common import (
     GREEN, RED, board, board_link, runbook_link, slo_steps, stat, steps, targets, timeseries,
 )
-from dashboards.promql import or_zero, quantile, rate
+from pitwatch.dashboards.promql import or_zero, quantile, rate
 
 LATENCY = "flask_http_request_duration_seconds"
 

@@ -18,8 +18,8 @@ from typing import Iterator
 import yaml
 from prometheus_client.core import GaugeMetricFamily, Metric
 
-from exporters.base import CheckError, Concern, Periodic, every
-from pitwatch import backups
+from pitwatch.exporters.base import CheckError, Concern, Periodic, every
+from pitwatch.core import backups, binaries
 
 LEFTOVER_PREFIX = ".pitwatch-restore-test-"
 
@@ -28,8 +28,10 @@ class BackupCollector(Concern):
     name = "backup"
 
     def __init__(self, database: Path, snapshots_dir: Path | None,
-                 litestream_config: Path | None = None, restore_test_interval: float = 3600):
+                 litestream_config: Path | None = None, restore_test_interval: float = 3600,
+                 litestream_binary: str | None = None):
         super().__init__()
+        self.litestream_binary = litestream_binary
         self.database = Path(database)
         self.snapshots_dir = Path(snapshots_dir) if snapshots_dir else None
         self.litestream_config = Path(litestream_config) if litestream_config else None
@@ -46,6 +48,8 @@ class BackupCollector(Concern):
             yield from self._snapshots(problems)
         if self.litestream_config is not None:
             yield from self._replica(problems)
+            if self.missing_binary():
+                problems.append(self.missing_binary())
         yield from self._restore_result()
 
     # -- snapshots -------------------------------------------------------------------
@@ -113,13 +117,15 @@ class BackupCollector(Concern):
         reported, and the check comes back soon instead of after its full interval.
         """
         self._remove_leftovers()
-        if self._nothing_to_restore():
+        # A missing program is a set-up problem, said as one (measure()), not a bad backup.
+        if self._nothing_to_restore() or self.missing_binary():
             return None
         with tempfile.TemporaryDirectory(dir=self.database.parent,
                                          prefix=LEFTOVER_PREFIX) as tmp:
             out = Path(tmp) / "restored.db"
             if self.litestream_config is not None:
-                backups.litestream_restore(self.litestream_config, self.database, out)
+                backups.litestream_restore(self.litestream_config, self.database, out,
+                                           binary=self.litestream_binary)
                 source = "litestream"
             else:
                 newest = backups.list_snapshots(self.snapshots_dir)[0]
@@ -129,6 +135,16 @@ class BackupCollector(Concern):
                 source = Path(newest.path).name
             ok, detail = backups.integrity_check(out)
             return ok, f"{source}: {detail}"
+
+    def missing_binary(self) -> str | None:
+        """Why litestream cannot be run, or None when it can (or is not needed)."""
+        if self.litestream_config is None:
+            return None
+        try:
+            binaries.find("litestream", self.litestream_binary)
+        except binaries.BinaryNotFound as exc:
+            return str(exc)
+        return None
 
     def _nothing_to_restore(self) -> bool:
         if self.litestream_config is not None:

@@ -15,9 +15,9 @@ from typing import Iterator
 
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
 
-from exporters.base import CheckError, Concern, Periodic, every
-from exporters.sqlite import connect_ro
-from pitwatch import backups
+from pitwatch.exporters.base import CheckError, Concern, Periodic, every
+from pitwatch.exporters.sqlite import connect_ro
+from pitwatch.core import backups
 
 PROBE_SQL = "select 1 from sqlite_master limit 1"
 # The platform's DB query SLO is p99 < 50 ms; buckets resolve around it.

@@ -14,7 +14,7 @@ folder before the server starts. Every worker then writes its samples there and
 summed; ``trading_build_info`` uses ``livemax`` so a replaced worker's version
 disappears. Add this hook to the gunicorn config so dead workers' live gauges go::
 
-    from exporters.flask import mark_process_dead
+    from pitwatch.exporters.flask import mark_process_dead
     def child_exit(server, worker):
         mark_process_dead(worker.pid)
 """

@@ -1,7 +1,7 @@
-"""``market``: is CME Globex trading right now (pitwatch.market).
+"""``market``: is CME Globex trading right now (pitwatch.core.market).
 
 The calendar library pulls in pandas (~60 MB resident). The long-running exporter
-keeps its memory small by asking pitwatch.market in a short-lived child process,
+keeps its memory small by asking pitwatch.core.market in a short-lived child process,
 once an hour, for the open intervals of the next days; a scrape only looks the
 current time up in that list.
 """
@@ -17,15 +17,15 @@ from typing import Iterator
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 
-from exporters.base import CheckError, Concern, Periodic, every
-from pitwatch import market  # only its location: the calendar itself loads in the child
+from pitwatch.exporters.base import CheckError, Concern, Periodic, every
+from pitwatch.core import market  # only its location: the calendar itself loads in the child
 
 # Runs in the child: the open intervals from now to now + horizon, at minute resolution
 # (Globex opens, halts and closes on whole minutes).
 _CHILD = """
 import json, sys
 from datetime import datetime, timezone
-from pitwatch.market import is_open
+from pitwatch.core.market import is_open
 start = int(float(sys.argv[1])) // 60 * 60
 out, opened = [], None
 for t in range(start, start + int(sys.argv[2]) + 60, 60):
@@ -39,10 +39,10 @@ print(json.dumps({"start": start, "end": t, "open": out + ([(opened, t)] if open
 
 
 def open_intervals(horizon: float = 3 * 86400, now: float | None = None) -> dict:
-    """{"start", "end", "open": [(from, to), ...]} computed by pitwatch.market in a child."""
+    """{"start", "end", "open": [(from, to), ...]} computed by pitwatch.core.market in a child."""
     now = time.time() if now is None else now
     # The child must import the same pitwatch as this process, wherever it was started.
-    root = os.path.dirname(os.path.dirname(os.path.abspath(market.__file__)))
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(market.__file__))))
     path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
     proc = subprocess.run([sys.executable, "-c", _CHILD, str(now), str(int(horizon))],
                           capture_output=True, text=True, timeout=120,

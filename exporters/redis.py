@@ -16,7 +16,7 @@ from urllib.parse import unquote, urlsplit
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 
-from exporters.base import Concern
+from pitwatch.exporters.base import Concern
 
 TIMEOUT = 0.5  # a scrape waits no longer than this for Redis
 

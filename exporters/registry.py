@@ -1,4 +1,4 @@
-"""From a :class:`pitwatch.config.Config` to the collectors and their registry.
+"""From a :class:`pitwatch.core.config.Config` to the collectors and their registry.
 
 ``build_registry(cfg)`` is the one place that decides which collectors a platform
 gets; the exporter process, ``pitwatch check`` and the tests all use it.
@@ -7,15 +7,15 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, ProcessCollector
 
-from exporters.backup import BackupCollector
-from exporters.base import Combined, Concern, Periodic
-from exporters.database import DatabaseCollector
-from exporters.market import MarketCollector
-from exporters.redis import RedisCollector
-from exporters.security import SecurityCollector
-from exporters.system import SystemCollector
-from exporters.trading import TradingCollector
-from pitwatch.config import Config
+from pitwatch.exporters.backup import BackupCollector
+from pitwatch.exporters.base import Combined, Concern, Periodic
+from pitwatch.exporters.database import DatabaseCollector
+from pitwatch.exporters.market import MarketCollector
+from pitwatch.exporters.redis import RedisCollector
+from pitwatch.exporters.security import SecurityCollector
+from pitwatch.exporters.system import SystemCollector
+from pitwatch.exporters.trading import TradingCollector
+from pitwatch.core.config import Config
 
 
 class ExporterRegistry(CollectorRegistry):
@@ -65,7 +65,8 @@ def build_concerns(cfg: Config) -> list[Concern]:
     if cfg.backups is not None:
         concerns.append(BackupCollector(plat.database, cfg.backups.snapshots_dir,
                                         cfg.backups.litestream_config,
-                                        cfg.backups.restore_test_interval))
+                                        cfg.backups.restore_test_interval,
+                                        cfg.backups.litestream_binary))
         volumes["backups"] = cfg.backups.snapshots_dir
     concerns.append(SecurityCollector(
         auth_logs=sec.auth_logs, failure_pattern=sec.auth_failure_pattern,

@@ -14,9 +14,9 @@ from typing import Iterator, Sequence
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from exporters import probes
-from exporters.base import CheckError, Concern, Periodic, every
-from exporters.logtail import LogTail
+from pitwatch.exporters import probes
+from pitwatch.exporters.base import CheckError, Concern, Periodic, every
+from pitwatch.exporters.logtail import LogTail
 
 FAIL2BAN_INTERVAL = 60.0
 

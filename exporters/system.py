@@ -9,7 +9,7 @@ from typing import Iterator, Mapping
 import psutil
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from exporters.base import Concern
+from pitwatch.exporters.base import Concern
 
 
 class SystemCollector(Concern):

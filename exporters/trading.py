@@ -13,9 +13,9 @@ from typing import Iterator, Sequence
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 
-from exporters.base import Concern
-from exporters.sqlite import connect_ro
-from pitwatch.config import TradingQuery
+from pitwatch.exporters.base import Concern
+from pitwatch.exporters.sqlite import connect_ro
+from pitwatch.core.config import TradingQuery
 
 PREFIX = "pitwatch_trading_"
 

@@ -5,7 +5,8 @@
 
 Standard library only: it runs before the virtual environment exists. Idempotent:
 Debian packages are installed only when their binaries are missing, and the virtual
-environment is reinstalled only when pyproject.toml changed.
+environment is reinstalled only when pyproject.toml or constraints.txt changed. The
+exact versions come from constraints.txt, the lock the tests and the image use.
 """
 from __future__ import annotations
 
@@ -58,11 +59,13 @@ def virtualenv() -> Path:
         say(f"creating {VENV}")
         run([sys.executable, "-m", "venv", str(VENV)])
     stamp = VENV / ".pitwatch-installed"
-    want = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    want = hashlib.sha256(b"".join((ROOT / name).read_bytes()
+                                   for name in ("pyproject.toml", "constraints.txt"))).hexdigest()
     if not stamp.exists() or stamp.read_text() != want:
         say("installing pitwatch and its Python dependencies into .venv")
         run([str(python), "-m", "pip", "install", "-q", "--upgrade", "pip"])
-        run([str(python), "-m", "pip", "install", "-q", "-e", f"{ROOT}[test]"])
+        run([str(python), "-m", "pip", "install", "-q", "-c", str(ROOT / "constraints.txt"),
+             "-e", f"{ROOT}[test]"])
         stamp.write_text(want)
     return python
 

@@ -228,7 +228,7 @@ def render_json(findings: list[Finding]) -> str:
 
 def run(cfg) -> list[Finding]:
     """Run every collector once, background checks included (synchronously)."""
-    from exporters.registry import build_registry
+    from pitwatch.exporters.registry import build_registry
 
     registry = build_registry(cfg, process_metrics=False)
     registry.run_checks_once()

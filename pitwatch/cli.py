@@ -13,7 +13,7 @@ import pkgutil
 import sys
 
 from pitwatch import __version__, commands
-from pitwatch.config import ConfigError
+from pitwatch.core.config import ConfigError
 
 
 def build_parser() -> argparse.ArgumentParser:

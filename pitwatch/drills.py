@@ -24,8 +24,8 @@ from typing import Callable
 
 import requests
 
-from pitwatch import backups, config
-from pitwatch.config import Config
+from pitwatch.core import backups, config
+from pitwatch.core.config import Config
 from pitwatch.mailsink import read_mail
 
 PITWATCH = [sys.executable, "-m", "pitwatch"]

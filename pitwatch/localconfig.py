@@ -10,10 +10,11 @@ from pathlib import Path
 
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
-PROMETHEUS_YML = ROOT / "compose" / "prometheus.yml"
-ALERTMANAGER_YML = ROOT / "alerts" / "alertmanager.yml"
-RULES_DIR = ROOT / "alerts" / "rules"
+from pitwatch.core import resources
+
+PROMETHEUS_YML = resources.compose("prometheus.yml")
+ALERTMANAGER_YML = resources.alerts("alertmanager.yml")
+RULES_DIR = resources.alerts("rules")
 
 
 def prometheus(targets: dict[str, str], alertmanagers: list[str]) -> dict:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import sys
 
-from pitwatch.config import BUILTIN_ACTIONS, Config
+from pitwatch.core.config import BUILTIN_ACTIONS, Config
 
 
 def argv_for(action: str, cfg: Config) -> list[str]:

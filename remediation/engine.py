@@ -19,16 +19,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from pitwatch import market
-from pitwatch.config import Config, PolicyRule
+from pitwatch.core import market
+from pitwatch.core.config import Config, PolicyRule
 
-from remediation import runner
-from remediation.actions import argv_for
-from remediation.alerts import Notification
-from remediation.claims import ClaimsUnavailable, LocalClaims, RedisClaims
-from remediation.journal import Journal, JournalUnavailable
-from remediation.metrics import OUTCOMES, REASONS, Metrics
-from remediation.policy import ACT, SUPPRESSED, Policy, episode_key
+from pitwatch.remediation import runner
+from pitwatch.remediation.actions import argv_for
+from pitwatch.remediation.alerts import Notification
+from pitwatch.remediation.claims import ClaimsUnavailable, LocalClaims, RedisClaims
+from pitwatch.remediation.journal import Journal, JournalUnavailable
+from pitwatch.remediation.metrics import OUTCOMES, REASONS, Metrics
+from pitwatch.remediation.policy import ACT, SUPPRESSED, Policy, episode_key
 
 log = logging.getLogger("pitwatch.remediator")
 BATCH_MAX = 128  # notifications per group commit

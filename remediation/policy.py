@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Callable, Protocol
 
-from pitwatch.config import PolicyRule
+from pitwatch.core.config import PolicyRule
 
-from remediation.alerts import Alert
+from pitwatch.remediation.alerts import Alert
 
 # outcome -> the reasons it may carry; the metric labels of docs/metrics.md
 ACT, DRY_RUN, SUPPRESSED, IGNORED = "act", "dry_run", "suppressed", "ignored"

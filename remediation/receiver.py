@@ -13,9 +13,9 @@ from urllib.parse import parse_qs
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from remediation.alerts import BadNotification, parse
-from remediation.engine import Engine
-from remediation.journal import JournalUnavailable
+from pitwatch.remediation.alerts import BadNotification, parse
+from pitwatch.remediation.engine import Engine
+from pitwatch.remediation.journal import JournalUnavailable
 
 MAX_BODY = 1 << 20  # 1 MiB
 log = logging.getLogger("pitwatch.remediator")

@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from pitwatch.config import ENV_OVERRIDES
+from pitwatch.core.config import ENV_OVERRIDES
 
 VALUE_LIMIT = 4096
 ENV_BUDGET = 64 * 1024

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from pitwatch.procs import Child, free_port, http_ok, wait_until
+from pitwatch.core.procs import Child, free_port, http_ok, wait_until
 
 HERE = Path(__file__).resolve().parent
 APP = HERE / "remediation_app.py"

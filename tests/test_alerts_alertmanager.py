@@ -20,7 +20,7 @@ import yaml
 
 from pitwatch.localconfig import alertmanager as render
 from pitwatch.mailsink import read_mail, serve
-from pitwatch.procs import Child, free_port, wait_http, wait_until
+from pitwatch.core.procs import Child, free_port, wait_http, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 AM_CONFIG = ROOT / "alerts" / "alertmanager.yml"

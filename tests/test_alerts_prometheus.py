@@ -15,8 +15,8 @@ import yaml
 from flask import Flask
 from werkzeug.serving import make_server
 
-from exporters.flask import instrument
-from pitwatch.procs import Child, free_port, wait_http, wait_until
+from pitwatch.exporters.flask import instrument
+from pitwatch.core.procs import Child, free_port, wait_http, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pitwatch.config import parse_duration
+from pitwatch.core.config import parse_duration
 
 ROOT = Path(__file__).resolve().parent.parent
 ALERTS = ROOT / "alerts"

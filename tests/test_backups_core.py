@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from pitwatch import backups
-from pitwatch.procs import Child, free_port, wait_until
+from pitwatch.core import backups
+from pitwatch.core.procs import Child, free_port, wait_until
 
 
 def make_db(path: Path, rows: int = 200) -> Path:

@@ -10,7 +10,8 @@ import time
 
 import pytest
 
-from pitwatch import backups, check, config
+from pitwatch import check
+from pitwatch.core import backups, config
 from test_exporter_fixtures import (HTTPServer, SECURITY_HEADERS, make_cert, make_db, overwrite_pages,
                                     start_redis, write_config)
 

@@ -16,8 +16,8 @@ import pytest
 import requests
 import yaml
 
-from pitwatch import config
-from pitwatch.procs import Child, free_port, wait_http
+from pitwatch.core import config
+from pitwatch.core.procs import Child, free_port, wait_http
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = ROOT / "compose"

@@ -5,11 +5,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pitwatch import config
-from pitwatch.config import ConfigError, parse_duration
+from pitwatch.core import config
+from pitwatch.core.config import ConfigError, parse_duration
 
 ROOT = Path(__file__).resolve().parent.parent
-EXAMPLE = ROOT / "pitwatch.example.yml"
+EXAMPLE = ROOT / "pitwatch" / "pitwatch.example.yml"
 
 
 def write(tmp_path, doc) -> Path:

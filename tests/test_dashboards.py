@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dashboards import build, common, lint, queries, units
+from pitwatch.dashboards import build, common, lint, queries, units
 
 ROOT = Path(__file__).resolve().parent.parent
 COMMITTED = ROOT / "compose" / "grafana" / "dashboards"
@@ -302,7 +302,7 @@ def test_format_value(value, unit, text):
 
 
 def test_snapshot_applies_mappings_and_thresholds(models):
-    from dashboards import snapshot
+    from pitwatch.dashboards import snapshot
 
     firewall = next(p for p in models["security"]["panels"] if p["title"] == "Firewall")
     assert snapshot._text(-1, firewall) == "not checked"

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dashboards import build, slo
+from pitwatch.dashboards import build, slo
 
 RULES = Path(__file__).resolve().parent.parent / "alerts" / "rules"
 # A comparison against a constant: "> 0.2", "< 21 * 86400", "> 64 * 1024 * 1024".

@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
-from dashboards import queries
-from pitwatch.procs import Child, free_port, wait_http, wait_until
+from pitwatch.dashboards import queries
+from pitwatch.core.procs import Child, free_port, wait_http, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 EXPOSED_ON_OVERVIEW = ["Availability", "API p95 latency", "5xx ratio", "Trades per minute",
@@ -116,7 +116,7 @@ def snapshot_run(prometheus, tmp_path_factory):
 def test_one_valid_png_per_board(snapshot_run):
     import matplotlib.image
 
-    from dashboards.build import BOARDS
+    from pitwatch.dashboards.build import BOARDS
 
     out, _ = snapshot_run
     assert sorted(p.stem for p in out.glob("*.png")) == sorted(BOARDS)
@@ -154,7 +154,7 @@ def test_panels_without_data_agrees(prometheus, snapshot_run):
 
 def test_queries_compute_what_the_target_serves(prometheus):
     """The PromQL means what the panels say: 10 % of requests fail, one volume at 8 %."""
-    from dashboards import promql
+    from pitwatch.dashboards import promql
 
     window = queries.Window.last(60, scrape_interval=1)
     (ratio,) = queries.query_range(prometheus, promql.ERROR_RATIO, window)

@@ -15,10 +15,10 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import without_redis
-from pitwatch import config
+from pitwatch.core import config
 from pitwatch.demo import app as demo_app
 from pitwatch.demo import platform, releases, store
-from pitwatch.procs import Child, free_port, wait_http, wait_until
+from pitwatch.core.procs import Child, free_port, wait_http, wait_until
 
 HEADERS = ("Strict-Transport-Security", "Content-Security-Policy", "X-Content-Type-Options",
            "X-Frame-Options", "Referrer-Policy")

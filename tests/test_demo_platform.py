@@ -11,7 +11,7 @@ import time
 import yaml
 from cryptography import x509
 
-from pitwatch import config
+from pitwatch.core import config
 from pitwatch.demo import platform, releases
 
 

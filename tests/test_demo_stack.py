@@ -8,8 +8,8 @@ import sys
 import psutil
 import requests
 
-from pitwatch import config
-from pitwatch.procs import wait_until
+from pitwatch.core import config
+from pitwatch.core.procs import wait_until
 
 
 def alive(pid: int) -> bool:
@@ -81,7 +81,7 @@ def test_demo_runs_answers_survives_a_restart_and_leaves_nothing(tmp_path):
 
 def test_traffic_keeps_going_while_the_app_is_down():
     from pitwatch.demo.traffic import Traffic
-    from pitwatch.procs import free_port
+    from pitwatch.core.procs import free_port
 
     gen = Traffic(f"http://127.0.0.1:{free_port()}", rate=20)
     stats = gen.run(seconds=1.5)  # nothing listens there: no exception, only counts

@@ -7,9 +7,9 @@ import time
 
 import yaml
 
-from exporters.backup import BackupCollector
-from pitwatch import backups
-from pitwatch.procs import Child, free_port, wait_until
+from pitwatch.exporters.backup import BackupCollector
+from pitwatch.core import backups
+from pitwatch.core.procs import Child, free_port, wait_until
 from test_exporter_fixtures import make_db, samples, success, value
 
 

@@ -8,9 +8,9 @@ import time
 
 import pytest
 
-from exporters.database import DatabaseCollector
-from exporters.trading import TradingCollector
-from pitwatch.config import TradingQuery
+from pitwatch.exporters.database import DatabaseCollector
+from pitwatch.exporters.trading import TradingCollector
+from pitwatch.core.config import TradingQuery
 from test_exporter_fixtures import QUERIES, make_db, overwrite_pages, samples, success, value
 
 QUERY_MODELS = [TradingQuery(**q) for q in QUERIES]

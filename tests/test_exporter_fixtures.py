@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from pitwatch.procs import Child, free_port, wait_until
+from pitwatch.core.procs import Child, free_port, wait_until
 
 SECURITY_HEADERS = {
     "Strict-Transport-Security": "max-age=63072000",

@@ -14,8 +14,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from pitwatch import backups
-from pitwatch.procs import Child, free_port, wait_http, wait_until
+from pitwatch.core import backups
+from pitwatch.core.procs import Child, free_port, wait_http, wait_until
 from test_exporter_fixtures import (HTTPServer, SECURITY_HEADERS, make_cert, make_db, start_redis,
                                     write_config)
 

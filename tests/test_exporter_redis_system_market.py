@@ -7,11 +7,11 @@ from datetime import datetime, timezone
 
 import psutil
 
-from exporters.market import MarketCollector, Window, open_intervals
-from exporters.redis import RedisCollector
-from exporters.system import SystemCollector
-from pitwatch import market
-from pitwatch.procs import Child
+from pitwatch.exporters.market import MarketCollector, Window, open_intervals
+from pitwatch.exporters.redis import RedisCollector
+from pitwatch.exporters.system import SystemCollector
+from pitwatch.core import market
+from pitwatch.core.procs import Child
 from test_exporter_fixtures import samples, start_redis, success, value
 
 

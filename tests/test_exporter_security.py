@@ -6,9 +6,9 @@ import shutil
 
 import pytest
 
-from exporters.logtail import LogTail
-from exporters.security import SecurityCollector
-from pitwatch.procs import free_port
+from pitwatch.exporters.logtail import LogTail
+from pitwatch.exporters.security import SecurityCollector
+from pitwatch.core.procs import free_port
 from test_exporter_fixtures import HTTPServer, SECURITY_HEADERS, make_cert, samples, success, value
 
 PATTERN = r"(?i)failed password"

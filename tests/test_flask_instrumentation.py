@@ -1,4 +1,4 @@
-"""exporters.flask.instrument: metric names, bounded labels, one registry per app,
+"""pitwatch.exporters.flask.instrument: metric names, bounded labels, one registry per app,
 and gunicorn multiprocess mode with real workers."""
 from __future__ import annotations
 
@@ -15,10 +15,10 @@ from flask import Flask
 from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import without_redis
-from exporters.flask import instrument
-from pitwatch import config
+from pitwatch.exporters.flask import instrument
+from pitwatch.core import config
 from pitwatch.demo import platform
-from pitwatch.procs import Child, free_port, wait_http
+from pitwatch.core.procs import Child, free_port, wait_http
 
 DOC_METRICS = ("flask_http_request_duration_seconds", "flask_http_request_total",
                "flask_http_request_exceptions_total", "trading_trades_processed_total",

@@ -12,8 +12,8 @@ from datetime import datetime, timezone
 import requests
 import yaml
 
-from pitwatch import config
-from pitwatch.procs import wait_until
+from pitwatch.core import config
+from pitwatch.core.procs import wait_until
 from remediation_support import journal_rows
 
 

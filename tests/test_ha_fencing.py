@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from pitwatch.procs import free_port
-from remediation.claims import RedisClaims
+from pitwatch.core.procs import free_port
+from pitwatch.remediation.claims import RedisClaims
 from remediation_support import PY, make_platform
 from test_ha_remediation import start_redis
 

@@ -5,20 +5,21 @@ both."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 import re
 import time
 
 import pytest
 import yaml
 
-from dashboards.queries import QueryError, Window, queries, query_range
-from pitwatch import config as config_mod
+from pitwatch.dashboards.queries import QueryError, Window, queries, query_range
+from pitwatch.core import config as config_mod
 from pitwatch import localconfig
 from pitwatch.demo import platform
 from pitwatch.demo.stack import Stack, components
-from pitwatch.procs import Child, free_port, wait_http, wait_until
+from pitwatch.core.procs import Child, free_port, wait_http, wait_until
 
-README = localconfig.ROOT / "compose" / "README.md"
+README = Path(__file__).resolve().parent.parent / "compose" / "README.md"
 
 
 def documented_remote_write() -> list[dict]:

@@ -28,7 +28,7 @@ import requests
 import yaml
 
 from pitwatch import localconfig
-from pitwatch.procs import Child, free_port, wait_http, wait_until
+from pitwatch.core.procs import Child, free_port, wait_http, wait_until
 from remediation_support import PY, Receiver, journal_rows, remediation_config
 
 # Appends "<fingerprint> <startsAt> <fencing token>" to the file: one line per run.

@@ -3,7 +3,7 @@ import sys
 from email.message import EmailMessage
 
 from pitwatch.mailsink import read_mail
-from pitwatch.procs import Child, free_port, wait_until
+from pitwatch.core.procs import Child, free_port, wait_until
 
 
 def test_stores_each_mail_as_a_file(tmp_path):

@@ -2,7 +2,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from pitwatch.market import MarketCalendar
+from pitwatch.core.market import MarketCalendar
 
 
 def utc(text: str) -> datetime:

@@ -9,7 +9,7 @@ import pytest
 import requests
 import yaml
 
-from pitwatch.procs import Child, free_port, wait_http, wait_until
+from pitwatch.core.procs import Child, free_port, wait_http, wait_until
 from remediation_support import Receiver, journal_rows, make_platform, remediation_config
 
 

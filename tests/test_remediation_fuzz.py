@@ -10,7 +10,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pitwatch.procs import free_port
+from pitwatch.core.procs import free_port
 from remediation_support import PY, TOKEN, Receiver, alert, journal_rows, notification, remediation_config
 
 HOSTILE = ["$(touch pwned)", "; rm -rf /", "`id`", "a\nb", "\x00", "\ud7ff", "'\"", "x" * 5000]

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pitwatch import config, market
-from remediation.alerts import parse
-from remediation.engine import Engine
+from pitwatch.core import config, market
+from pitwatch.remediation.alerts import parse
+from pitwatch.remediation.engine import Engine
 from remediation_support import PY, alert, journal_rows, notification
 
 # Wednesday 25 Nov 2026 10:00 PT: Globex trades. Saturday 28 Nov: closed.

@@ -12,7 +12,7 @@ import pytest
 import requests
 import yaml
 
-from pitwatch.procs import free_port, wait_until
+from pitwatch.core.procs import free_port, wait_until
 from remediation_support import (PY, TOKEN, Receiver, alert, journal_rows, notification,
                                  remediation_config)
 
@@ -264,7 +264,7 @@ def self_signed(tmp_path):
 
 
 def test_optional_tls(tmp_path):
-    from pitwatch.procs import Child, http_ok
+    from pitwatch.core.procs import Child, http_ok
 
     cert, key = self_signed(tmp_path)
     port = free_port()

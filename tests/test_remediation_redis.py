@@ -7,7 +7,7 @@ import time
 import pytest
 import yaml
 
-from pitwatch.procs import Child, free_port, wait_until
+from pitwatch.core.procs import Child, free_port, wait_until
 from remediation_support import PY, Receiver, alert, journal_rows, notification, remediation_config
 
 RECORD = ("import os, sys, time; time.sleep(0.3); open(sys.argv[1], 'a')"

@@ -7,9 +7,9 @@ import threading
 
 import pytest
 
-from pitwatch import backups, market
-from pitwatch.config import load
-from remediation.releases import Folders
+from pitwatch.core import backups, market
+from pitwatch.core.config import load
+from pitwatch.remediation.operations.releases import Folders
 from remediation_support import make_platform
 
 

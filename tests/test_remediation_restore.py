@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from pitwatch import backups
-from pitwatch.procs import Child, free_port, wait_until
+from pitwatch.core import backups
+from pitwatch.core.procs import Child, free_port, wait_until
 from remediation_support import PY, damage, make_db, make_platform
 
 

@@ -8,8 +8,8 @@ import signal
 import sys
 import time
 
-from remediation import runner
-from remediation.alerts import parse
+from pitwatch.remediation import runner
+from pitwatch.remediation.alerts import parse
 from remediation_support import alert, notification
 
 PY = sys.executable

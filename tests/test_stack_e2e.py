@@ -17,11 +17,12 @@ import psutil
 import pytest
 import requests
 
-from dashboards.queries import panels_without_data
-from pitwatch import backups, config, drills
+from pitwatch.dashboards.queries import panels_without_data
+from pitwatch import drills
+from pitwatch.core import backups, config
 from pitwatch.demo import stack
 from pitwatch.mailsink import read_mail
-from pitwatch.procs import Child, wait_until
+from pitwatch.core.procs import Child, wait_until
 
 pytestmark = pytest.mark.slow
 

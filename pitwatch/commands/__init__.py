@@ -16,6 +16,6 @@ def add_config_option(parser: argparse.ArgumentParser) -> None:
 
 
 def load_config(args: argparse.Namespace):
-    from pitwatch import config
+    from pitwatch.core import config
 
     return config.load(args.config)

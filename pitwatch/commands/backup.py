@@ -48,7 +48,7 @@ def _snapshot(args) -> int:
 def _take(cfg) -> int:
     import sqlite3
 
-    from pitwatch import backups
+    from pitwatch.core import backups
 
     db = cfg.platform.database
     if not db.exists():
@@ -67,7 +67,7 @@ def _take(cfg) -> int:
 
 
 def _verify(args) -> int:
-    from pitwatch import backups
+    from pitwatch.core import backups
 
     cfg = _backups(args)
     snaps = backups.list_snapshots(cfg.backups.snapshots_dir)
@@ -88,7 +88,7 @@ def _list(args) -> int:
     from dataclasses import asdict
     from datetime import datetime, timezone
 
-    from pitwatch import backups
+    from pitwatch.core import backups
 
     cfg = _backups(args)
     snaps = backups.list_snapshots(cfg.backups.snapshots_dir)
@@ -104,7 +104,7 @@ def _list(args) -> int:
 
 
 def _prune(args) -> int:
-    from pitwatch.config import parse_duration
+    from pitwatch.core.config import parse_duration
 
     cfg = _backups(args)
     try:
@@ -120,7 +120,7 @@ def _prune(args) -> int:
 
 
 def _prune_with(cfg, retention: float, keep: int) -> int:
-    from pitwatch import backups
+    from pitwatch.core import backups
 
     removed = backups.prune(cfg.backups.snapshots_dir, retention, keep)
     for m in removed:
@@ -134,7 +134,7 @@ def _schedule(args) -> int:
     import signal
     import threading
 
-    from pitwatch.config import parse_duration
+    from pitwatch.core.config import parse_duration
 
     cfg = _backups(args)
     try:

@@ -11,7 +11,7 @@ def register(sub) -> None:
 
 
 def _check(args) -> int:
-    from pitwatch import config
+    from pitwatch.core import config
 
     cfg = config.load(args.file)  # ConfigError -> one line, exit 2 (pitwatch.cli)
     parts = ["platform"] + [

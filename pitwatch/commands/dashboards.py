@@ -14,7 +14,7 @@ def register(sub) -> None:
         description="Write one JSON file per board (sorted keys, stable output). With "
                     "--check, write nothing and exit 1 when the files differ from the code.")
     build.add_argument("--out", type=Path, default=None,
-                       help="folder to write (default: compose/grafana/dashboards)")
+                       help="folder to write (default: the shipped compose/grafana/dashboards)")
     build.add_argument("--check", action="store_true",
                        help="compare instead of writing; exit 1 and name the files that differ")
     build.set_defaults(func=_build)
@@ -42,7 +42,7 @@ def register(sub) -> None:
 
 
 def _build(args) -> int:
-    from dashboards import build
+    from pitwatch.dashboards import build
 
     out = args.out or build.DEFAULT_OUT
     if args.check:
@@ -60,7 +60,7 @@ def _build(args) -> int:
 
 
 def _lint(args) -> int:
-    from dashboards import build, lint
+    from pitwatch.dashboards import build, lint
 
     problems = lint.lint(build.models())
     for line in problems:
@@ -71,9 +71,9 @@ def _lint(args) -> int:
 
 
 def _snapshot(args) -> int:
-    from dashboards.queries import QueryError
-    from dashboards.snapshot import snapshot
-    from pitwatch.config import parse_duration
+    from pitwatch.dashboards.queries import QueryError
+    from pitwatch.dashboards.snapshot import snapshot
+    from pitwatch.core.config import parse_duration
 
     try:
         range_seconds = parse_duration(args.range_)

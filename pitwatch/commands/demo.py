@@ -96,7 +96,7 @@ def _init(opts) -> int:
 def _status(opts) -> int:
     from pathlib import Path
 
-    from pitwatch import config
+    from pitwatch.core import config
     from pitwatch.demo import stack
 
     root = Path(opts.dir).resolve()

@@ -22,9 +22,9 @@ def register(sub) -> None:
 
 
 def _deploy(args) -> int:
-    from pitwatch import backups, market
-    from remediation.app import AppControlError
-    from remediation.releases import ReleaseError, deploy
+    from pitwatch.core import backups, market
+    from pitwatch.remediation.operations.appcontrol import AppControlError
+    from pitwatch.remediation.operations.releases import ReleaseError, deploy
 
     cfg = load_config(args)
     if market.is_open() and not args.force:

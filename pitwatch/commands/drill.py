@@ -36,7 +36,8 @@ def _run(args) -> int:
     import sys
     from pathlib import Path
 
-    from pitwatch import config, drills
+    from pitwatch import drills
+    from pitwatch.core import config
     from pitwatch.demo import platform, stack
 
     def echo(text: str) -> None:

@@ -20,11 +20,11 @@ def _run(args) -> int:
     import gc
     import logging
 
-    from exporters.registry import build_registry
-    from exporters.server import serve
+    from pitwatch.exporters.registry import build_registry
+    from pitwatch.exporters.server import serve
     from pydantic import ValidationError
 
-    from pitwatch.config import ConfigError, Exporter
+    from pitwatch.core.config import ConfigError, Exporter
 
     cfg = load_config(args)
     listen = cfg.exporter.listen

@@ -43,9 +43,9 @@ def _remediation(cfg):
 def _serve(args) -> int:
     import logging
 
-    from remediation.engine import Engine, JournalInUse
-    from remediation.journal import JournalUnavailable
-    from remediation.receiver import Receiver
+    from pitwatch.remediation.engine import Engine, JournalInUse
+    from pitwatch.remediation.journal import JournalUnavailable
+    from pitwatch.remediation.receiver import Receiver
 
     cfg = load_config(args)
     rem = _remediation(cfg)
@@ -116,11 +116,11 @@ def _replay(args) -> int:
     import time
     from pathlib import Path
 
-    from pitwatch import market
-    from remediation.actions import argv_for
-    from remediation.alerts import BadNotification, parse, parse_time
-    from remediation.journal import Tx
-    from remediation.policy import Policy
+    from pitwatch.core import market
+    from pitwatch.remediation.actions import argv_for
+    from pitwatch.remediation.alerts import BadNotification, parse, parse_time
+    from pitwatch.remediation.journal import Tx
+    from pitwatch.remediation.policy import Policy
 
     cfg = load_config(args)
     rem = _remediation(cfg)

@@ -38,8 +38,8 @@ def _restore(args) -> int:
     from dataclasses import asdict
     from pathlib import Path
 
-    from remediation.app import AppControlError
-    from remediation.restore import RestoreError, restore
+    from pitwatch.remediation.operations.appcontrol import AppControlError
+    from pitwatch.remediation.operations.restore import RestoreError, restore
 
     cfg = load_config(args)
     say = (lambda msg: print(msg, file=sys.stderr)) if args.json else print

@@ -28,8 +28,8 @@ def register(sub) -> None:
 
 
 def _rollback(args) -> int:
-    from remediation.app import AppControlError
-    from remediation.releases import ReleaseError, rollback
+    from pitwatch.remediation.operations.appcontrol import AppControlError
+    from pitwatch.remediation.operations.releases import ReleaseError, rollback
 
     cfg = load_config(args)
     try:
@@ -42,7 +42,7 @@ def _rollback(args) -> int:
 
 
 def _restart(args) -> int:
-    from remediation import app
+    from pitwatch.remediation.operations import appcontrol as app
 
     cfg = load_config(args)
     try:

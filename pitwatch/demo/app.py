@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 from flask import Flask, g, jsonify, request
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from pitwatch.config import Config
+from pitwatch.core.config import Config
 from pitwatch.demo import releases, store
 from pitwatch.demo.instruments import INSTRUMENTS
 
@@ -140,7 +140,7 @@ def create_app(config: Config, instrument: bool = True) -> Flask:
     app = Flask("pitwatch.demo")
     app.json.sort_keys = False
     if instrument:
-        from exporters.flask import instrument as add_metrics
+        from pitwatch.exporters.flask import instrument as add_metrics
 
         metrics = add_metrics(app, release.version, instruments=tuple(INSTRUMENTS))
     else:
@@ -291,7 +291,7 @@ def create_app(config: Config, instrument: bool = True) -> Flask:
 
 def from_env() -> Flask:
     """Factory for gunicorn: ``gunicorn 'pitwatch.demo.app:from_env()'``."""
-    from pitwatch import config
+    from pitwatch.core import config
 
     return create_app(config.load(os.environ["PITWATCH_CONFIG"]))
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from exporters.flask import mark_process_dead, multiprocess_dir
+from pitwatch.exporters.flask import mark_process_dead, multiprocess_dir
 
 
 def on_starting(server) -> None:

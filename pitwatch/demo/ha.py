@@ -19,7 +19,7 @@ from pathlib import Path
 
 import yaml
 
-from pitwatch.config import Config
+from pitwatch.core.config import Config
 
 HEADER = ("# Made by `pitwatch demo --ha` from pitwatch.yml (rewritten at each start): a "
           "remediator replica sharing the demo's Redis.\n")

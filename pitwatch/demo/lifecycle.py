@@ -17,8 +17,8 @@ from pathlib import Path
 
 import psutil
 
-from pitwatch.config import Config
-from pitwatch.procs import http_ok
+from pitwatch.core.config import Config
+from pitwatch.core.procs import http_ok
 
 
 @dataclass

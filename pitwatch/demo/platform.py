@@ -33,7 +33,7 @@ from typing import Callable
 
 from pitwatch.demo import releases, store
 from pitwatch.demo.instruments import INSTRUMENTS, round_to_tick
-from pitwatch.procs import free_port
+from pitwatch.core.procs import free_port
 
 log = logging.getLogger("pitwatch.demo.platform")
 

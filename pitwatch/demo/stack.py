@@ -10,7 +10,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import shutil
 import signal
 import sys
 import time
@@ -20,11 +19,12 @@ from typing import Callable
 
 import yaml
 
-from pitwatch import config as config_mod
-from pitwatch.config import Config
+from pitwatch.core import config as config_mod
+from pitwatch.core.config import Config
 from pitwatch.demo import lifecycle, platform
 from pitwatch import localconfig
-from pitwatch.procs import Child, free_port, wait_http, wait_tcp
+from pitwatch.core import binaries
+from pitwatch.core.procs import Child, free_port, wait_http, wait_tcp
 
 PITWATCH = [sys.executable, "-m", "pitwatch"]
 
@@ -53,12 +53,14 @@ DEBIAN = {"prometheus": "prometheus", "prometheus-alertmanager": "prometheus-ale
           "redis-server": "redis-server"}
 
 
-def _binary(name: str) -> tuple[str, bool, str]:
+def _binary(name: str, override: str | None = None) -> tuple[str, bool, str]:
     """(path or name, found, one line saying how to install it)."""
-    found = shutil.which(name, path=_child_path())
-    how = (f"`{name}` not found: install it with `sudo apt-get install {DEBIAN[name]}`"
-           if name in DEBIAN else f"`{name}` is not on PATH")
-    return found or name, found is not None, how
+    try:
+        return binaries.find(name, override), True, ""
+    except binaries.BinaryNotFound as exc:
+        how = (f"`{name}` not found: install it with `sudo apt-get install {DEBIAN[name]}`"
+               if name in DEBIAN else str(exc))
+        return name, False, how
 
 
 HA_PORTS = ("alertmanager_2", "alertmanager_2_cluster", "remediator_2")
@@ -116,7 +118,7 @@ def _components(cfg: Config, config_path: Path, rate: float) -> list[Component]:
             url=cfg.platform.redis_url, ready_tcp=host_port, available=found, why_unavailable=how))
     if cfg.backups and cfg.backups.litestream_config:
         addr = _litestream_addr(cfg.backups.litestream_config)
-        litestream, found, how = _binary("litestream")
+        litestream, found, how = _binary("litestream", cfg.backups.litestream_binary)
         specs.append(Component(
             "litestream", [litestream, "replicate", "-config", str(cfg.backups.litestream_config)],
             url=f"http://{addr}/metrics" if addr else "", ready_url=f"http://{addr}/metrics" if addr else None,

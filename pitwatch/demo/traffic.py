@@ -15,7 +15,7 @@ from pathlib import Path
 
 import requests
 
-from pitwatch.config import Config
+from pitwatch.core.config import Config
 from pitwatch.demo.instruments import INSTRUMENTS, round_to_tick
 
 log = logging.getLogger("pitwatch.demo.traffic")

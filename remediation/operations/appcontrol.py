@@ -12,8 +12,8 @@ import signal
 import subprocess
 import time
 
-from pitwatch.config import Platform
-from pitwatch.procs import http_ok
+from pitwatch.core.config import Platform
+from pitwatch.core.procs import http_ok
 
 COMMAND_TIMEOUT = 120
 

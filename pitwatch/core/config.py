@@ -114,6 +114,8 @@ class Backups(Model):
     retention: Duration = parse_duration("72h")
     keep_min: int = Field(default=3, ge=1)
     litestream_config: Path | None = None
+    # The litestream program; default: PATH, then beside the running interpreter.
+    litestream_binary: str | None = None
     restore_test_interval: Duration = parse_duration("1h")
 
 

@@ -17,10 +17,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
-from pitwatch.config import Platform
+from pitwatch.core.config import Platform
 
-from remediation import app
-from remediation.fencing import Fenced, fenced
+from pitwatch.remediation.operations import appcontrol as app
+from pitwatch.remediation.operations.fencing import Fenced, fenced
 
 CURRENT = "current"
 

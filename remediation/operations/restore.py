@@ -30,12 +30,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
-from pitwatch import backups
-from pitwatch.config import Config
+from pitwatch.core import backups
+from pitwatch.core.config import Config
 
-from remediation import app
-from remediation.fencing import Fenced, fenced
-from remediation.releases import fsync_dir
+from pitwatch.remediation.operations import appcontrol as app
+from pitwatch.remediation.operations.fencing import Fenced, fenced
+from pitwatch.remediation.operations.releases import fsync_dir
 
 SIDECARS = ("-wal", "-shm")
 CHUNK = 8 << 20
@@ -184,12 +184,13 @@ def restore(cfg: Config, source: str | None = None, at: str | None = None,
             say(f"restoring {db} from litestream ({bk.litestream_config})"
                 + (f" at {at}" if at else ""))
             try:
-                backups.litestream_restore(bk.litestream_config, db, tmp, at=at)
+                backups.litestream_restore(bk.litestream_config, db, tmp, at=at,
+                                           binary=bk.litestream_binary)
             except (RuntimeError, OSError) as exc:
                 raise RestoreError(str(exc)) from None
             backup_desc, backup_time = f"litestream {bk.litestream_config}", None
         elif source == "snapshot":
-            from remediation.alerts import parse_time
+            from pitwatch.remediation.alerts import parse_time
 
             when = None
             if at:

@@ -22,6 +22,8 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from pitwatch.core import binaries
+
 STAMP = "%Y%m%dT%H%M%SZ"
 
 
@@ -135,9 +137,11 @@ def verify_snapshot(m: Manifest) -> tuple[bool, str]:
 
 
 def litestream_restore(config: Path, database: Path, out: Path, at: str | None = None,
-                       timeout: float = 300) -> None:
-    """``litestream restore`` of ``database``'s replica into ``out`` (must not exist)."""
-    argv = ["litestream", "restore", "-config", str(config), "-o", str(out)]
+                       timeout: float = 300, binary: str | None = None) -> None:
+    """``litestream restore`` of ``database``'s replica into ``out`` (must not exist).
+
+    ``binary`` overrides where litestream is (:func:`pitwatch.core.binaries.find`)."""
+    argv = [binaries.find("litestream", binary), "restore", "-config", str(config), "-o", str(out)]
     if at:
         argv += ["-timestamp", at]
     argv.append(str(database))
