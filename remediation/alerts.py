@@ -11,11 +11,11 @@ import re
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 
+from pitwatch.core.times import parse_time
+
 STATUSES = ("firing", "resolved")
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 # RFC 3339 as Alertmanager writes it; Go may print up to nine fractional digits.
-_RFC3339 = re.compile(
-    r"^([0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2})(\.[0-9]{1,9})?(Z|[+-][0-9]{2}:[0-9]{2})$")
 
 
 class BadNotification(ValueError):
@@ -59,16 +59,6 @@ class Notification:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def parse_time(value: str) -> datetime:
-    """RFC 3339 with up to nine fractional digits -> aware datetime."""
-    m = _RFC3339.match(value)
-    if not m:
-        raise ValueError(value)
-    frac = (m.group(2) or "")[:7]  # '.' + at most six digits: Python's precision
-    zone = "+00:00" if m.group(3) == "Z" else m.group(3)
-    return datetime.fromisoformat(m.group(1) + frac + zone)
 
 
 def _unicode(value: str, where: str) -> None:

@@ -112,18 +112,15 @@ def _serve_tls(make_app, rem, threads: int) -> None:
 
 def _replay(args) -> int:
     import json
-    import sqlite3
     import time
     from pathlib import Path
 
-    from pitwatch.core import market
-    from pitwatch.remediation.actions import argv_for
-    from pitwatch.remediation.alerts import BadNotification, parse, parse_time
-    from pitwatch.remediation.journal import Tx
-    from pitwatch.remediation.policy import Policy
+    from pitwatch.core.times import parse_time
+    from pitwatch.remediation.alerts import BadNotification, parse
+    from pitwatch.remediation.replay import replay
 
     cfg = load_config(args)
-    rem = _remediation(cfg)
+    _remediation(cfg)
     try:
         notification = parse(Path(args.file).read_bytes())
     except OSError as exc:
@@ -140,26 +137,7 @@ def _replay(args) -> int:
             print(f"pitwatch: --at {args.at!r}: expected RFC 3339, e.g. 2026-11-25T10:00:00Z",
                   file=sys.stderr)
             return 2
-
-    class NoHistory:
-        def episode_ran(self, episode): return False
-        def last_run_at(self, rule): return None
-        def runs_since(self, rule, since): return 0
-
-    history = NoHistory()
-    if rem.journal.exists():
-        conn = sqlite3.connect(f"file:{rem.journal}?mode=ro", uri=True)
-        history = Tx(conn)
-    policy = Policy(rem.policy, market.is_open)
-    out = []
-    for i, alert in enumerate(notification.alerts):
-        v = policy.judge(alert, now, history)
-        row = {"alert": i, "alertname": alert.alertname, "status": alert.status,
-               "fingerprint": alert.fingerprint, "rule": v.rule.name if v.rule else None,
-               "outcome": v.outcome, "reason": v.reason}
-        if v.rule is not None:
-            row["argv"] = argv_for(v.rule.action, cfg)
-        out.append(row)
+    out = replay(cfg, notification, now)
     if args.json:
         print(json.dumps(out, indent=2))
         return 0

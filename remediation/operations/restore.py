@@ -190,7 +190,7 @@ def restore(cfg: Config, source: str | None = None, at: str | None = None,
                 raise RestoreError(str(exc)) from None
             backup_desc, backup_time = f"litestream {bk.litestream_config}", None
         elif source == "snapshot":
-            from pitwatch.remediation.alerts import parse_time
+            from pitwatch.core.times import parse_time
 
             when = None
             if at:
