@@ -1,4 +1,4 @@
-"""The webhook receiver's contract (DESIGN.md §5.1), against a real `pitwatch remediator`."""
+"""The webhook receiver's contract (remediation/receiver.py), against a real `pitwatch remediator`."""
 from __future__ import annotations
 
 import json

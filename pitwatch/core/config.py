@@ -155,7 +155,7 @@ class Exporter(Model):
 
 
 class PolicyRule(Model):
-    """Label matchers -> action, with the guards of DESIGN.md §5.2."""
+    """Label matchers -> action, with the guards of ``pitwatch.remediation.policy``."""
 
     name: MetricName
     match: dict[str, str] = {}

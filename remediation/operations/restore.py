@@ -1,4 +1,4 @@
-"""Restoring the trading database (DESIGN.md §5.3).
+"""Restoring the trading database (docs/architecture.md, "Data flow": act).
 
 1. restore into ``.<db>.restore-<pid>`` beside the database (same filesystem, so the
    final rename is atomic), from Litestream (``litestream restore -o``) or a snapshot;
