@@ -15,6 +15,11 @@ import sys
 from pitwatch import __version__, commands
 from pitwatch.core.config import ConfigError
 
+# A command whose extra is not installed says which one, instead of a traceback.
+EXTRAS = {"grafanalib": "dashboards", "matplotlib": "dashboards", "gunicorn": "tls",
+          "aiosmtpd": "demo", "flask": "app", "prometheus_flask_exporter": "app",
+          "requests": "demo"}
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -43,6 +48,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except ModuleNotFoundError as exc:
+        extra = EXTRAS.get((exc.name or "").partition(".")[0])
+        if extra is None:
+            raise
+        print(f"pitwatch {args.command}: needs the {extra!r} extra ({exc.name} is missing): "
+              f"pip install 'pitwatch[{extra}]'", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

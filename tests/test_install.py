@@ -342,6 +342,9 @@ def test_restore_from_litestream_with_a_path_lacking_the_venv(venv):
 def test_dashboards_extra_builds_the_shipped_boards(venv, wheel):
     """Last: it adds the ``dashboards`` extra to the shared venv."""
     assert "grafanalib" not in venv.base_packages
+    without = venv.pitwatch("dashboards", "build", "--check")
+    assert without.returncode == 2 and "Traceback" not in without.stderr
+    assert "pip install 'pitwatch[dashboards]'" in without.stderr
     venv.pip("install", "-q", "-c", CONSTRAINTS, f"{wheel}[dashboards]")
     out_dir = venv.home / "boards"
     out = venv.pitwatch("dashboards", "build", "--out", out_dir)

@@ -7,9 +7,15 @@ rules and templates by path: a wheel installs as plain files, so the paths are r
 """
 from __future__ import annotations
 
+import fnmatch
 import shutil
 from importlib import resources
 from pathlib import Path
+
+# Never exported from a checkout (an installed wheel holds none of them): secrets and
+# the compose .env files an operator writes next to the stack.
+PRIVATE = ("compose/secrets/*", "compose/.env", "compose/.env.history")
+KEEP = ("compose/secrets/README.md",)
 
 # Top-level name a user sees -> the package that holds it.
 SHIPPED = {
@@ -37,6 +43,11 @@ def compose(*parts: str) -> Path:
     return path("compose", *parts)
 
 
+def _private(rel: Path) -> bool:
+    text = rel.as_posix()
+    return text not in KEEP and any(fnmatch.fnmatch(text, p) for p in PRIVATE)
+
+
 def export(dest: Path) -> list[Path]:
     """Copy every shipped file under ``dest`` (alerts/, compose/, pitwatch.example.yml),
     refusing to overwrite what is there. Returns the files written."""
@@ -49,6 +60,8 @@ def export(dest: Path) -> list[Path]:
             if p.is_file() and "__pycache__" not in p.parts and p.name != "__init__.py")
         for f in files:
             rel = Path(name) if f == src else Path(name) / f.relative_to(src)
+            if _private(rel):
+                continue
             planned.append((f, dest / rel))
     clashes = [str(d) for _, d in planned if d.exists()]
     if clashes:
