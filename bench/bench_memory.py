@@ -19,8 +19,9 @@ import yaml
 
 from bench_scrape import WORK, Exporter, generate_db, machine, small_snapshot, today, write_config
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from test_exporter_fixtures import HTTPServer, SECURITY_HEADERS, make_cert, start_redis  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # the tests' helpers
+from support.fixtures import SECURITY_HEADERS, make_cert  # noqa: E402
+from support.servers import HTTPServer, start_redis  # noqa: E402
 
 GOAL = 60 * 10**6
 

@@ -12,8 +12,8 @@ import pytest
 
 from pitwatch import check
 from pitwatch.core import backups, config
-from test_exporter_fixtures import (HTTPServer, SECURITY_HEADERS, make_cert, make_db, overwrite_pages,
-                                    start_redis, write_config)
+from support.fixtures import SECURITY_HEADERS, make_cert, make_db, overwrite_pages, write_config
+from support.servers import HTTPServer, start_redis
 
 
 def run_check(cfg_path, *extra) -> subprocess.CompletedProcess:

@@ -14,11 +14,11 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import without_redis
 from pitwatch.core import config
 from pitwatch.demo import app as demo_app
 from pitwatch.demo import platform, releases, store
 from pitwatch.core.procs import Child, free_port, wait_http, wait_until
+from support.fixtures import without_redis
 
 HEADERS = ("Strict-Transport-Security", "Content-Security-Policy", "X-Content-Type-Options",
            "X-Frame-Options", "Referrer-Policy")

@@ -10,7 +10,7 @@ import yaml
 from pitwatch.exporters.backup import BackupCollector
 from pitwatch.core import backups
 from pitwatch.core.procs import Child, free_port, wait_until
-from test_exporter_fixtures import make_db, samples, success, value
+from support.fixtures import make_db, samples, success, value
 
 
 def test_snapshots_and_restore_test(tmp_path):

@@ -11,7 +11,7 @@ import pytest
 from pitwatch.exporters.database import DatabaseCollector
 from pitwatch.exporters.trading import TradingCollector
 from pitwatch.core.config import TradingQuery
-from test_exporter_fixtures import QUERIES, make_db, overwrite_pages, samples, success, value
+from support.fixtures import QUERIES, make_db, overwrite_pages, samples, success, value
 
 QUERY_MODELS = [TradingQuery(**q) for q in QUERIES]
 

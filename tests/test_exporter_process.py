@@ -16,8 +16,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from pitwatch.core import backups
 from pitwatch.core.procs import Child, free_port, wait_http, wait_until
-from test_exporter_fixtures import (HTTPServer, SECURITY_HEADERS, make_cert, make_db, start_redis,
-                                    write_config)
+from support.fixtures import SECURITY_HEADERS, make_cert, make_db, write_config
+from support.servers import HTTPServer, start_redis
 
 
 def get(url: str) -> tuple[int, str]:

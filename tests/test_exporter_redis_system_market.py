@@ -12,7 +12,8 @@ from pitwatch.exporters.redis import RedisCollector
 from pitwatch.exporters.system import SystemCollector
 from pitwatch.core import market
 from pitwatch.core.procs import Child
-from test_exporter_fixtures import samples, start_redis, success, value
+from support.fixtures import samples, success, value
+from support.servers import start_redis
 
 
 def test_redis_up_then_down(tmp_path):

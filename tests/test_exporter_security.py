@@ -9,7 +9,8 @@ import pytest
 from pitwatch.exporters.logtail import LogTail
 from pitwatch.exporters.security import SecurityCollector
 from pitwatch.core.procs import free_port
-from test_exporter_fixtures import HTTPServer, SECURITY_HEADERS, make_cert, samples, success, value
+from support.fixtures import SECURITY_HEADERS, make_cert, samples, success, value
+from support.servers import HTTPServer
 
 PATTERN = r"(?i)failed password"
 FAIL = b"sshd: Failed password for root from 10.0.0.1\n"

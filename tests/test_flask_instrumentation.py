@@ -14,11 +14,11 @@ import requests
 from flask import Flask
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import without_redis
 from pitwatch.exporters.flask import instrument
 from pitwatch.core import config
 from pitwatch.demo import platform
 from pitwatch.core.procs import Child, free_port, wait_http
+from support.fixtures import without_redis
 
 DOC_METRICS = ("flask_http_request_duration_seconds", "flask_http_request_total",
                "flask_http_request_exceptions_total", "trading_trades_processed_total",

@@ -14,7 +14,7 @@ import yaml
 
 from pitwatch.core import config
 from pitwatch.core.procs import wait_until
-from remediation_support import journal_rows
+from support.remediation import journal_rows
 
 
 def test_ha_demo_clusters_and_acts_once(tmp_path):

@@ -10,8 +10,8 @@ import pytest
 
 from pitwatch.core.procs import free_port
 from pitwatch.remediation.claims import RedisClaims
-from remediation_support import PY, make_platform
-from test_ha_remediation import start_redis
+from support.platform import PY, make_platform
+from support.servers import start_redis
 
 
 def rollback(platform, token: str | None, *args: str) -> subprocess.CompletedProcess:
@@ -45,7 +45,7 @@ def test_a_stale_token_cannot_switch_after_a_newer_one(platform):
 
 def test_redis_tokens_grow_across_an_empty_restart(tmp_path):
     port = free_port()
-    server = start_redis(tmp_path, port)
+    server, _ = start_redis(tmp_path, port=port)
     try:
         claims = RedisClaims(f"redis://127.0.0.1:{port}/0")
         first = claims.lock("platform", ttl=5)
@@ -55,7 +55,7 @@ def test_redis_tokens_grow_across_an_empty_restart(tmp_path):
         assert second.token > first.token
         second.release()
         server.stop()
-        server = start_redis(tmp_path, port)  # no persistence: the counters are gone
+        server, _ = start_redis(tmp_path, port=port)  # no persistence: the counters are gone
         third = claims.lock("platform", ttl=5)
         assert third.token > second.token
         third.release()

@@ -29,7 +29,7 @@ import yaml
 
 from pitwatch import localconfig
 from pitwatch.core.procs import Child, free_port, wait_http, wait_until
-from remediation_support import PY, Receiver, journal_rows, remediation_config
+from support.remediation import PY, Receiver, journal_rows, remediation_config
 
 # Appends "<fingerprint> <startsAt> <fencing token>" to the file: one line per run.
 RECORD = ("import os, sys; open(sys.argv[1], 'a').write(' '.join(os.environ[k] for k in "

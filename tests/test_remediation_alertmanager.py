@@ -10,7 +10,8 @@ import requests
 import yaml
 
 from pitwatch.core.procs import Child, free_port, wait_http, wait_until
-from remediation_support import Receiver, journal_rows, make_platform, remediation_config
+from support.platform import make_platform
+from support.remediation import Receiver, journal_rows, remediation_config
 
 
 def iso(dt: datetime) -> str:

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pitwatch.core.procs import free_port
-from remediation_support import PY, TOKEN, Receiver, alert, journal_rows, notification, remediation_config
+from support.remediation import PY, TOKEN, Receiver, alert, journal_rows, notification, remediation_config
 
 HOSTILE = ["$(touch pwned)", "; rm -rf /", "`id`", "a\nb", "\x00", "\ud7ff", "'\"", "x" * 5000]
 text = st.one_of(st.text(max_size=30), st.sampled_from(HOSTILE))

@@ -13,7 +13,7 @@ import yaml
 from pitwatch.core import config, market
 from pitwatch.remediation.alerts import parse
 from pitwatch.remediation.engine import Engine
-from remediation_support import PY, alert, journal_rows, notification
+from support.remediation import PY, alert, journal_rows, notification
 
 # Wednesday 25 Nov 2026 10:00 PT: Globex trades. Saturday 28 Nov: closed.
 OPEN = datetime(2026, 11, 25, 18, 0, tzinfo=timezone.utc).timestamp()

@@ -13,7 +13,7 @@ import requests
 import yaml
 
 from pitwatch.core.procs import free_port, wait_until
-from remediation_support import (PY, TOKEN, Receiver, alert, journal_rows, notification,
+from support.remediation import (PY, TOKEN, Receiver, alert, journal_rows, notification,
                                  remediation_config)
 
 # An action that records its episode, optionally writes its pid, and sleeps.

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from pitwatch.core.procs import Child, free_port, wait_until
-from remediation_support import PY, Receiver, alert, journal_rows, notification, remediation_config
+from support.remediation import PY, Receiver, alert, journal_rows, notification, remediation_config
 
 RECORD = ("import os, sys, time; time.sleep(0.3); open(sys.argv[1], 'a')"
           ".write(os.environ['PITWATCH_FINGERPRINT'] + ' ' + os.environ['PITWATCH_FENCING_TOKEN'] + '\\n')")

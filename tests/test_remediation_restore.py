@@ -14,7 +14,7 @@ import pytest
 
 from pitwatch.core import backups
 from pitwatch.core.procs import Child, free_port, wait_until
-from remediation_support import PY, damage, make_db, make_platform
+from support.platform import PY, damage, make_db, make_platform
 
 
 @pytest.fixture
@@ -137,8 +137,7 @@ def _old_state(db: Path) -> int:
 
 def test_kill_9_at_any_point_leaves_the_old_or_the_new_database(platform, tmp_path):
     platform.pitwatch("backup", "snapshot")  # the new database: 500 rows
-    platform.write_config(platform={"stop_command": [PY, str(Path(__file__).parent / "remediation_ctl.py"),
-                                                     str(platform.state), "slowstop"]})
+    platform.write_config(platform={"stop_command": platform.ctl_argv("slowstop")})
     old_with_wal = None
     triggers = ["slowstop", "start", 0.8, 1.2, 1.6, 2.0, 2.4, 2.8]
     seen = set()

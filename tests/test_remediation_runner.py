@@ -10,7 +10,7 @@ import time
 
 from pitwatch.remediation import runner
 from pitwatch.remediation.alerts import parse
-from remediation_support import alert, notification
+from support.remediation import alert, notification
 
 PY = sys.executable
 DUMP = ("import json, os, sys; json.dump({k: v for k, v in os.environ.items()}, "

@@ -1,20 +1,14 @@
-"""Fixture builders shared by the exporter tests: real SQLite files, certificates, servers.
-
-Only helpers live here (no tests); the test modules import them by name.
-"""
+"""Fixture builders: real SQLite files, certificates and pitwatch.yml files, and readings
+of a collector."""
 from __future__ import annotations
 
 import datetime as dt
-import http.server
+import re
 import sqlite3
-import ssl
-import threading
 import time
 from pathlib import Path
 
 import yaml
-
-from pitwatch.core.procs import Child, free_port, wait_until
 
 SECURITY_HEADERS = {
     "Strict-Transport-Security": "max-age=63072000",
@@ -73,21 +67,10 @@ def write_config(folder: Path, database: Path, **sections) -> Path:
     return path
 
 
-def samples(collector) -> dict[tuple[str, tuple], float]:
-    """One collection: {(sample name, sorted label items): value}."""
-    out = {}
-    for family in collector.collect():
-        for s in family.samples:
-            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
-    return out
-
-
-def value(collected: dict, name: str, **labels) -> float | None:
-    return collected.get((name, tuple(sorted(labels.items()))))
-
-
-def success(collected: dict, collector: str) -> float | None:
-    return value(collected, "pitwatch_collector_success", collector=collector)
+def without_redis(config_path: Path) -> Path:
+    """A demo config whose app does not expect the Redis that `pitwatch demo` starts."""
+    config_path.write_text(re.sub(r"\n  redis_url: .*", "", config_path.read_text()))
+    return config_path
 
 
 def make_cert(folder: Path, name: str, days: float) -> tuple[Path, Path, float]:
@@ -114,63 +97,18 @@ def make_cert(folder: Path, name: str, days: float) -> tuple[Path, Path, float]:
     return cert_path, key_path, not_after.timestamp()
 
 
-class HTTPServer:
-    """A real threaded HTTP(S) server on 127.0.0.1 answering every GET with ``headers``."""
-
-    def __init__(self, headers: dict[str, str] | None = None, cert: tuple[Path, Path] | None = None):
-        extra = dict(headers or {})
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self):
-                self.send_response(200)
-                for k, v in extra.items():
-                    self.send_header(k, v)
-                self.send_header("Content-Length", "3")
-                self.end_headers()
-                self.wfile.write(b"ok\n")
-
-            def log_message(self, *args):
-                pass
-
-        self.port = free_port()
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        scheme = "http"
-        if cert:
-            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            ctx.load_cert_chain(*map(str, cert))
-            self.server.socket = ctx.wrap_socket(self.server.socket, server_side=True)
-            scheme = "https"
-        self.url = f"{scheme}://127.0.0.1:{self.port}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
+def samples(collector) -> dict[tuple[str, tuple], float]:
+    """One collection: {(sample name, sorted label items): value}."""
+    out = {}
+    for family in collector.collect():
+        for s in family.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
 
 
-def start_redis(folder: Path, *extra: str) -> tuple[Child, str]:
-    port = free_port()
-    child = Child("redis", ["redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "",
-                            "--appendonly", "no", "--daemonize", "no", "--dir", folder, *extra],
-                  log=folder / "redis.log")
-    import socket
+def value(collected: dict, name: str, **labels) -> float | None:
+    return collected.get((name, tuple(sorted(labels.items()))))
 
-    def ready() -> bool:
-        if child.poll() is not None:
-            raise RuntimeError(f"redis-server exited{child.tail()}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
-                s.sendall(b"PING\r\n")
-                return s.recv(64).startswith((b"+PONG", b"-NOAUTH"))
-        except OSError:
-            return False
 
-    wait_until(ready, 15, what="redis-server")
-    return child, f"redis://127.0.0.1:{port}/0"
+def success(collected: dict, collector: str) -> float | None:
+    return value(collected, "pitwatch_collector_success", collector=collector)

@@ -4,22 +4,25 @@ SQLite database, and stop/start/restart commands that really stop and start it."
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
-from pitwatch.core.procs import Child, free_port, http_ok, wait_until
+from pitwatch.core.procs import free_port, http_ok
+from support.waiting import STARTUP, wait_until
 
 HERE = Path(__file__).resolve().parent
-APP = HERE / "remediation_app.py"
-CTL = HERE / "remediation_ctl.py"
+APP = HERE / "platform_app.py"
+CTL = HERE / "platform_ctl.py"
 PY = sys.executable
-TOKEN = "s3cret-token-for-tests"
 
 
 def make_db(path: Path, rows: int = 500, newest: float | None = None) -> Path:
@@ -64,10 +67,8 @@ class Platform:
         return http_ok(self.url + "/health")
 
     def version(self) -> str | None:
-        import urllib.request
-        import urllib.error
         try:
-            with urllib.request.urlopen(self.url + "/health", timeout=2) as r:
+            with urllib.request.urlopen(self.url + "/health", timeout=5) as r:
                 return json.load(r)["version"]
         except urllib.error.HTTPError as exc:
             return json.load(exc)["version"]
@@ -75,11 +76,14 @@ class Platform:
             return None
 
     def current(self) -> str:
-        import os
         return os.readlink(self.releases / "current")
 
+    def ctl_argv(self, verb: str) -> list[str]:
+        """The service-manager command for ``verb`` (stop, slowstop, start, restart)."""
+        return [PY, str(CTL), str(self.state), verb]
+
     def ctl(self, verb: str) -> None:
-        subprocess.run([PY, str(CTL), str(self.state), verb], check=True, timeout=30)
+        subprocess.run(self.ctl_argv(verb), check=True, timeout=STARTUP + 60)
 
     def calls(self) -> list[str]:
         log = self.state / "calls.log"
@@ -94,7 +98,7 @@ class Platform:
         self.config.write_text(yaml.safe_dump(self.cfg, sort_keys=False))
         return self.config
 
-    def pitwatch(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    def pitwatch(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
         return subprocess.run([PY, "-m", "pitwatch", *args, "--config", str(self.config)],
                               capture_output=True, text=True, timeout=timeout)
 
@@ -127,6 +131,9 @@ def make_platform(root: Path, versions: dict[str, bool] | None = None, current: 
         "stop_command": ctl + ["stop"],
         "start_command": ctl + ["start"],
         "app_pid_file": str(state / "app.pid"),
+        # How long an unhealthy release is given: the tests switch to unhealthy releases
+        # on purpose. The ctl script returns once the app listens, so a healthy release
+        # answers at once.
         "health_timeout": "1.5s",
     }
     if compose:
@@ -142,73 +149,5 @@ def make_platform(root: Path, versions: dict[str, bool] | None = None, current: 
                   "backups": {"snapshots_dir": str(root / "snapshots"), "keep_min": 1}})
     p.write_config()
     p.ctl("start")
-    wait_until(lambda: p.version() is not None, 10, what="test app")
+    wait_until(lambda: p.version() is not None, STARTUP, what="test app")
     return p
-
-
-def notification(alerts: list[dict], status: str | None = None, **extra) -> dict:
-    """An Alertmanager webhook v4 body."""
-    status = status or ("firing" if any(a["status"] == "firing" for a in alerts) else "resolved")
-    return {"version": "4", "receiver": "remediation", "status": status,
-            "groupKey": '{}:{alertname="X"}', "groupLabels": {}, "commonLabels": {},
-            "commonAnnotations": {}, "externalURL": "http://am", "truncatedAlerts": 0,
-            "alerts": alerts, **extra}
-
-
-def alert(name: str = "BadRelease", status: str = "firing", fingerprint: str = "fp01",
-          starts_at: str = "2026-11-25T10:00:00.123456789Z", **labels) -> dict:
-    return {"status": status, "labels": {"alertname": name, **labels},
-            "annotations": {"summary": "s"}, "startsAt": starts_at,
-            "endsAt": "0001-01-01T00:00:00Z", "generatorURL": "http://prom/graph",
-            "fingerprint": fingerprint}
-
-
-class Receiver:
-    """A real `pitwatch remediator` process."""
-
-    def __init__(self, config: Path, port: int, log: Path):
-        self.port = port
-        self.config = config
-        self.child = Child("remediator", [PY, "-m", "pitwatch", "remediator", "--config", config],
-                           log=log)
-        wait_until(lambda: self.ready(), 20, what="remediator")
-
-    def ready(self) -> bool:
-        if self.child.poll() is not None:
-            raise RuntimeError(f"remediator exited {self.child.poll()}{self.child.tail()}")
-        return http_ok(f"http://127.0.0.1:{self.port}/healthz")
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def post(self, body, token: str | None = TOKEN, raw: bytes | None = None, headers=None):
-        import requests
-        h = {"Content-Type": "application/json", **(headers or {})}
-        if token is not None:
-            h["Authorization"] = f"Bearer {token}"
-        data = raw if raw is not None else json.dumps(body).encode()
-        return requests.post(self.url + "/alerts", data=data, headers=h, timeout=10)
-
-    def runs(self) -> list[dict]:
-        import requests
-        return requests.get(self.url + "/actions", timeout=5).json()["runs"]
-
-    def stop(self) -> None:
-        self.child.stop()
-
-
-def remediation_config(root: Path, port: int, actions: dict | None = None,
-                       policy: list | None = None, **extra) -> dict:
-    (root / "token").write_text(TOKEN + "\n")
-    return {"listen": f"127.0.0.1:{port}", "token_file": str(root / "token"),
-            "journal": str(root / "journal" / "journal.db"), "actions": actions or {},
-            "policy": policy or [], **extra}
-
-
-def journal_rows(path: Path, sql: str, args: tuple = ()) -> list[tuple]:
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
-    try:
-        return conn.execute(sql, args).fetchall()
-    finally:
-        conn.close()
