@@ -97,6 +97,10 @@ class Platform(Model):
         return self
 
 
+# Names of the per-query self-metrics, pitwatch_trading_<name>{query}.
+TRADING_SELF_METRICS = ("query_success", "query_duration_seconds", "query_timestamp_seconds")
+
+
 class TradingQuery(Model):
     """A business metric from SQL, sql_exporter style.
 
@@ -107,6 +111,27 @@ class TradingQuery(Model):
     name: MetricName
     sql: str
     help: str = ""
+    # The SQL runs in the background on this interval (default: exporter.trading_query_interval)
+    # and is interrupted after ``timeout`` (default: exporter.trading_query_timeout); a scrape
+    # only reads the last result, so its cost never grows with the database.
+    interval: Duration | None = None
+    timeout: Duration | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _not_a_self_metric(cls, v: str) -> str:
+        # pitwatch_trading_query_* are the per-query self-metrics; a query of that name
+        # would expose the same family twice.
+        if v in TRADING_SELF_METRICS:
+            raise ValueError(f"{v!r} is reserved for pitwatch's own per-query metrics")
+        return v
+
+    @field_validator("interval", "timeout")
+    @classmethod
+    def _positive(cls, v: float | None) -> float | None:
+        if v is not None and v <= 0:
+            raise ValueError("must be longer than 0s")
+        return v
 
 
 class Backups(Model):
@@ -152,6 +177,17 @@ class Exporter(Model):
     integrity_check_interval: Duration = parse_duration("5m")
     # SQLite's quick_check reads every page: it runs in the background, never in a scrape.
     quick_check_interval: Duration = parse_duration("30s")
+    # trading_queries run in the background, each on its own interval (a query may set
+    # its own interval and timeout); a query still running at its timeout is interrupted.
+    trading_query_interval: Duration = parse_duration("30s")
+    trading_query_timeout: Duration = parse_duration("10s")
+
+    @field_validator("trading_query_interval", "trading_query_timeout")
+    @classmethod
+    def _positive(cls, v: float) -> float:
+        if v <= 0:
+            raise ValueError("must be longer than 0s")
+        return v
 
 
 class PolicyRule(Model):
@@ -225,8 +261,57 @@ class Mail(Model):
     smarthost: str = "127.0.0.1:25"
     sender: str = "pitwatch@localhost"
     to: list[str] = ["oncall@localhost"]
+    username: str | None = None  # SMTP auth user; default: sender when a password_file is set
     password_file: Path | None = None
     require_tls: bool = False
+
+
+class Chat(Model):
+    """A Slack-compatible incoming webhook beside the mail; its URL is a secret in a file."""
+
+    url_file: Path
+    channel: str = "#trading-alerts"
+
+
+class Heartbeat(Model):
+    """An external dead man's switch pinged by the Watchdog alert (healthchecks-style URL)."""
+
+    url: str
+    interval: Duration = parse_duration("1m")
+
+
+JOB_ROLES = ("app", "exporter", "litestream", "remediator", "alertmanager", "prometheus")
+
+
+class ScrapeJob(Model):
+    name: str | None = None  # the job label rules select on; default: the role
+    targets: list[str] = []  # host:port; default: derived from the rest of this file
+    dns: bool = False  # each target's host resolves to every replica (DNS A records)
+    scheme: Literal["http", "https"] = "http"
+    metrics_path: str = "/metrics"
+
+
+class Monitoring(Model):
+    """How Prometheus reaches and names each job, and how Alertmanager and Grafana reach
+    the rest: what `pitwatch render` writes. Defaults suit one machine."""
+
+    scrape_interval: Duration = parse_duration("5s")
+    evaluation_interval: Duration = parse_duration("5s")
+    jobs: dict[Literal[JOB_ROLES], ScrapeJob] = {}  # type: ignore[valid-type]
+    alertmanagers: list[str] = ["127.0.0.1:9093"]
+    alertmanagers_dns: bool = False
+    prometheus_url: str = "http://127.0.0.1:9090"  # as Grafana reaches it
+    grafana_dashboards_path: str | None = None  # as Grafana sees them; default: the rendered folder
+    remediator_url: str | None = None  # as Alertmanager reaches it; default: remediation.listen
+
+
+class Links(Model):
+    """External URLs as people reach them: rendered into rules, boards and mail."""
+
+    runbook: str | None = None  # where alerts/runbook.md is published; anchors are appended
+    grafana: str | None = None
+    prometheus: str | None = None
+    alertmanager: str | None = None
 
 
 class Config(Model):
@@ -237,6 +322,10 @@ class Config(Model):
     exporter: Exporter = Exporter()
     remediation: Remediation | None = None
     mail: Mail | None = None
+    chat: Chat | None = None
+    heartbeat: Heartbeat | None = None
+    monitoring: Monitoring = Monitoring()
+    links: Links = Links()
     # Where the file was read from: relative paths resolve against its folder.
     source: Path | None = Field(default=None, exclude=True)
 
@@ -293,6 +382,7 @@ def _resolve(raw: dict, base: Path) -> None:
     for key in ("token_file", "journal", "tls_cert", "tls_key"):
         fix(raw.get("remediation"), key)
     fix(raw.get("mail"), "password_file")
+    fix(raw.get("chat"), "url_file")
 
 
 def parse(raw: object, base: Path | None = None, source: Path | None = None) -> Config:

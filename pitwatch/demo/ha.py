@@ -56,7 +56,8 @@ def replicate(cfg: Config, config_path: Path, specs: list, ports: dict[str, int]
 
     ``ports`` must hold ``alertmanager``, ``alertmanager_cluster``, ``alertmanager_2``,
     ``alertmanager_2_cluster`` and ``remediator_2``; the single-node specs have already
-    written ``stack/prometheus.yml`` and ``stack/alertmanager.yml``, which are rewritten
+    rendered ``stack/prometheus/prometheus.yml`` and ``stack/alertmanager/alertmanager.yml``,
+    which are rewritten
     here for two of each.
     """
     if not (cfg.platform.redis_url and cfg.remediation and cfg.mail):
@@ -68,8 +69,9 @@ def replicate(cfg: Config, config_path: Path, specs: list, ports: dict[str, int]
     gossip = [f"127.0.0.1:{ports['alertmanager_cluster']}",
               f"127.0.0.1:{ports['alertmanager_2_cluster']}"]
     remediators = [cfg.remediation.listen, listen_2]
-    _two_webhooks(root / "stack" / "alertmanager.yml", [f"http://{r}/alerts" for r in remediators])
-    _two_targets(root / "stack" / "prometheus.yml", am, remediators)
+    _two_webhooks(root / "stack" / "alertmanager" / "alertmanager.yml",
+                  [f"http://{r}/alerts" for r in remediators])
+    _two_targets(root / "stack" / "prometheus" / "prometheus.yml", am, remediators)
 
     out = []
     for spec in specs:

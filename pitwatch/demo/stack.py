@@ -17,13 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-import yaml
-
+from pitwatch import render
+from pitwatch.core import binaries
 from pitwatch.core import config as config_mod
 from pitwatch.core.config import Config
 from pitwatch.demo import lifecycle, platform
-from pitwatch import localconfig
-from pitwatch.core import binaries
 from pitwatch.core.procs import Child, free_port, wait_http, wait_tcp
 
 PITWATCH = [sys.executable, "-m", "pitwatch"]
@@ -117,7 +115,7 @@ def _components(cfg: Config, config_path: Path, rate: float) -> list[Component]:
                       "--daemonize", "no"],
             url=cfg.platform.redis_url, ready_tcp=host_port, available=found, why_unavailable=how))
     if cfg.backups and cfg.backups.litestream_config:
-        addr = _litestream_addr(cfg.backups.litestream_config)
+        addr = render.litestream_addr(cfg)
         litestream, found, how = _binary("litestream", cfg.backups.litestream_binary)
         specs.append(Component(
             "litestream", [litestream, "replicate", "-config", str(cfg.backups.litestream_config)],
@@ -146,15 +144,11 @@ def _components(cfg: Config, config_path: Path, rate: float) -> list[Component]:
 def _monitoring(cfg: Config, root: Path, ports: dict[str, int], prometheus_url: str,
                 alertmanager_url: str) -> list[Component]:
     """Prometheus and Alertmanager running the shipped rules, routes and timings."""
-    targets = {"app": _hostport(cfg.platform.app_url), "exporter": cfg.exporter.listen,
-               "prometheus": _hostport(prometheus_url), "alertmanager": _hostport(alertmanager_url)}
-    if cfg.remediation:
-        targets["remediator"] = cfg.remediation.listen
-    addr = cfg.backups and cfg.backups.litestream_config and _litestream_addr(cfg.backups.litestream_config)
-    if addr:
-        targets["litestream"] = addr
-    prom_yml = localconfig.write(localconfig.prometheus(targets, [_hostport(alertmanager_url)]),
-                                 root / "stack" / "prometheus.yml")
+    # The same renderer as a real install, with this machine's monitoring addresses.
+    local = cfg.model_copy(update={"monitoring": cfg.monitoring.model_copy(update={
+        "alertmanagers": [_hostport(alertmanager_url)], "prometheus_url": prometheus_url})})
+    render.write(local, root / "stack")
+    prom_yml = root / "stack" / "prometheus" / "prometheus.yml"
     prometheus, prom_found, prom_how = _binary("prometheus")
     specs = [Component(
         "prometheus", [prometheus, f"--config.file={prom_yml}",
@@ -165,9 +159,7 @@ def _monitoring(cfg: Config, root: Path, ports: dict[str, int], prometheus_url: 
         url=prometheus_url, ready_url=prometheus_url + "/-/ready", available=prom_found,
         why_unavailable=prom_how)]
     if cfg.mail and cfg.remediation:
-        am_yml = localconfig.write(localconfig.alertmanager(
-            cfg.mail.smarthost, ", ".join(cfg.mail.to), f"http://{cfg.remediation.listen}/alerts",
-            cfg.remediation.token_file, mail_from=cfg.mail.sender), root / "stack" / "alertmanager.yml")
+        am_yml = root / "stack" / "alertmanager" / "alertmanager.yml"
         am, am_found, am_how = _binary("prometheus-alertmanager")
         specs.insert(0, Component(
             "alertmanager", [am, f"--config.file={am_yml}",
@@ -183,13 +175,6 @@ def _monitoring(cfg: Config, root: Path, ports: dict[str, int], prometheus_url: 
 def _child_path() -> str:
     # The venv's bin (litestream, pitwatch) first, as when it is activated.
     return f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
-
-
-def _litestream_addr(path: Path) -> str | None:
-    try:
-        return (yaml.safe_load(path.read_text()) or {}).get("addr")
-    except (OSError, yaml.YAMLError):
-        return None
 
 
 class Stack:

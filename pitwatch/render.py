@@ -1,0 +1,253 @@
+"""``pitwatch render``: one ``pitwatch.yml`` -> every file the monitoring side reads.
+
+    OUT/prometheus/prometheus.yml          scrape jobs, rule files, Alertmanagers
+    OUT/prometheus/rules/*.yml             the shipped rules, job names and runbook links
+    OUT/alertmanager/alertmanager.yml      mail relay, remediation webhook, chat, heartbeat
+    OUT/alertmanager/templates/*.tmpl      the mail template, with the links
+    OUT/grafana/provisioning/...           datasource and dashboard provider
+    OUT/grafana/dashboards/*.json          the boards, with the runbook links
+    OUT/runbook.md                         what each alert means and what to do
+
+The shipped files under ``alerts/`` and ``compose/`` are the templates: their values are
+the compose stack's, so rendering ``compose/pitwatch.yml`` gives them back, and the demo
+renders its own config the same way. Only addresses, names, secrets and links change
+here, never a timing, an expression's logic or a route's matchers.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import yaml
+
+from pitwatch.core import resources
+from pitwatch.core.config import JOB_ROLES, Config, ScrapeJob
+
+# The runbook and board links as the shipped files carry them.
+SHIPPED_RUNBOOK = "https://github.com/pitwatch/pitwatch/blob/main/alerts/runbook.md"
+SHIPPED_GRAFANA = "http://localhost:3000"
+RULE_SELECTOR = re.compile(r'job="(%s)"' % "|".join(JOB_ROLES))
+
+
+def _hostport(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.hostname}:{parts.port or (443 if parts.scheme == 'https' else 80)}"
+
+
+def _local(listen: str) -> str:
+    # A wildcard listen address is scraped on loopback.
+    host, _, port = listen.rpartition(":")
+    return f"127.0.0.1:{port}" if host in ("0.0.0.0", "::", "[::]", "") else listen
+
+
+def litestream_addr(cfg: Config) -> str | None:
+    if not (cfg.backups and cfg.backups.litestream_config):
+        return None
+    try:
+        addr = (yaml.safe_load(cfg.backups.litestream_config.read_text()) or {}).get("addr")
+    except (OSError, yaml.YAMLError):
+        return None
+    return _local(addr) if addr else None
+
+
+def job_names(cfg: Config) -> dict[str, str]:
+    """Role -> the job label Prometheus gives it (and the rules select on)."""
+    return {role: (cfg.monitoring.jobs.get(role) or ScrapeJob()).name or role
+            for role in JOB_ROLES}
+
+
+def default_targets(cfg: Config) -> dict[str, list[str]]:
+    """Role -> host:port targets derived from the rest of the config (none: not scraped)."""
+    mon = cfg.monitoring
+    out = {"app": [_hostport(cfg.platform.app_url)],
+           "exporter": [_local(cfg.exporter.listen)],
+           "prometheus": [_hostport(mon.prometheus_url)],
+           "alertmanager": list(mon.alertmanagers)}
+    if cfg.remediation:
+        out["remediator"] = [_local(cfg.remediation.listen)]
+    litestream = litestream_addr(cfg)
+    if litestream:
+        out["litestream"] = [litestream]
+    return out
+
+
+def prometheus(cfg: Config, rules: str = "rules/*.yml") -> dict:
+    """prometheus.yml: one job per role that has targets, in the roles' order."""
+    mon, names, derived = cfg.monitoring, job_names(cfg), default_targets(cfg)
+    jobs = []
+    for role in JOB_ROLES:
+        spec = mon.jobs.get(role) or ScrapeJob()
+        targets = spec.targets or derived.get(role, [])
+        if not targets:
+            continue
+        job: dict = {"job_name": names[role]}
+        if spec.scheme != "http":
+            job["scheme"] = spec.scheme
+        if spec.metrics_path != "/metrics":
+            job["metrics_path"] = spec.metrics_path
+        job.update(_discovery(targets, spec.dns))
+        jobs.append(job)
+    interval = f"{mon.scrape_interval:g}s"
+    return {
+        "global": {"scrape_interval": interval,
+                   "scrape_timeout": f"{max(mon.scrape_interval - 1, 1):g}s",
+                   "evaluation_interval": f"{mon.evaluation_interval:g}s"},
+        "rule_files": [rules],
+        "alerting": {"alertmanagers": [_discovery(mon.alertmanagers, mon.alertmanagers_dns)]},
+        "scrape_configs": jobs,
+    }
+
+
+def _discovery(targets: list[str], dns: bool) -> dict:
+    if not dns:
+        return {"static_configs": [{"targets": list(targets)}]}
+    by_port: dict[int, list[str]] = {}
+    for target in targets:
+        host, _, port = target.rpartition(":")
+        by_port.setdefault(int(port), []).append(host)
+    return {"dns_sd_configs": [{"names": hosts, "type": "A", "port": port}
+                               for port, hosts in by_port.items()]}
+
+
+def rule_files(cfg: Config) -> dict[str, str]:
+    """File name -> rule file text, with this platform's job names and runbook."""
+    names = job_names(cfg)
+    runbook = cfg.links.runbook
+    out = {}
+    for path in sorted(resources.alerts("rules").glob("*.yml")):
+        text = RULE_SELECTOR.sub(lambda m: f'job="{names[m.group(1)]}"', path.read_text())
+        if runbook:
+            text = text.replace(SHIPPED_RUNBOOK, runbook.rstrip("/"))
+        out[path.name] = text
+    return out
+
+
+def alertmanager(cfg: Config, templates: str = "templates/*.tmpl") -> dict:
+    """alertmanager.yml: the shipped routes with this platform's relay, people and hooks."""
+    config = yaml.safe_load(resources.alerts("alertmanager.yml").read_text())
+    config["templates"] = [templates]
+    mail, glob = cfg.mail, config["global"]
+    if mail:
+        glob["smtp_smarthost"] = mail.smarthost
+        glob["smtp_from"] = mail.sender
+        glob["smtp_require_tls"] = mail.require_tls
+        if mail.password_file:
+            glob["smtp_auth_username"] = mail.username or mail.sender
+            glob["smtp_auth_password_file"] = str(mail.password_file)
+    receivers = {r["name"]: r for r in config["receivers"]}
+    for name in ("mail-critical", "mail-warning"):
+        for email in receivers[name].get("email_configs", []):
+            if mail:
+                email["to"] = ", ".join(mail.to)
+    hook = receivers["remediator"]["webhook_configs"][0]
+    if cfg.remediation:
+        hook["url"] = (cfg.monitoring.remediator_url
+                       or f"http://{_local(cfg.remediation.listen)}").rstrip("/") + "/alerts"
+        auth = hook["http_config"]["authorization"]
+        if cfg.remediation.auth == "bearer":
+            auth["credentials_file"] = str(cfg.remediation.token_file)
+        else:
+            del hook["http_config"]
+    else:  # nothing to call: the machine-actionable alerts are mailed only
+        config["route"]["routes"] = [r for r in config["route"]["routes"]
+                                     if r["receiver"] != "remediator"]
+        config["receivers"] = [r for r in config["receivers"] if r["name"] != "remediator"]
+    chat = receivers["chat"]
+    if cfg.chat:
+        slack = chat["slack_configs"][0]
+        slack["api_url_file"] = str(cfg.chat.url_file)
+        slack["channel"] = cfg.chat.channel
+        routes = config["route"]["routes"]
+        first_mail = next(i for i, r in enumerate(routes) if r["receiver"].startswith("mail-"))
+        routes.insert(first_mail, {"receiver": "chat", "continue": True, "matchers": [
+            'severity=~"critical|warning"', 'alertname!="Watchdog"']})
+    else:
+        config["receivers"].remove(chat)
+    if cfg.heartbeat:
+        receivers["watchdog"]["webhook_configs"] = [{"url": cfg.heartbeat.url,
+                                                     "send_resolved": False}]
+        watchdog = next(r for r in config["route"]["routes"] if r["receiver"] == "watchdog")
+        watchdog["repeat_interval"] = watchdog["group_interval"] = _minutes(cfg.heartbeat.interval)
+    return config
+
+
+def _minutes(seconds: float) -> str:
+    return f"{int(seconds // 60)}m" if seconds >= 60 and seconds % 60 == 0 else f"{seconds:g}s"
+
+
+def mail_template(cfg: Config) -> str:
+    """The mail template with the board link people reach."""
+    text = resources.alerts("templates", "pitwatch.tmpl").read_text()
+    if cfg.links.grafana:
+        text = text.replace(SHIPPED_GRAFANA, cfg.links.grafana.rstrip("/"))
+    return text
+
+
+def grafana_provisioning(cfg: Config, dashboards_dir: str) -> dict[str, dict]:
+    """Relative path -> YAML document of Grafana's provisioning."""
+    datasource = yaml.safe_load(
+        resources.compose("grafana", "provisioning", "datasources", "prometheus.yml").read_text())
+    for ds in datasource["datasources"]:
+        ds["url"] = cfg.monitoring.prometheus_url
+        ds["jsonData"]["timeInterval"] = f"{cfg.monitoring.scrape_interval:g}s"
+    provider = yaml.safe_load(
+        resources.compose("grafana", "provisioning", "dashboards", "pitwatch.yml").read_text())
+    for p in provider["providers"]:
+        p["options"]["path"] = cfg.monitoring.grafana_dashboards_path or dashboards_dir
+    return {"datasources/prometheus.yml": datasource, "dashboards/pitwatch.yml": provider}
+
+
+def boards(cfg: Config) -> dict[str, str]:
+    """File name -> board JSON with this platform's runbook link."""
+    out = {}
+    for path in sorted(resources.compose("grafana", "dashboards").glob("*.json")):
+        text = path.read_text()
+        if cfg.links.runbook:
+            text = text.replace(SHIPPED_RUNBOOK, cfg.links.runbook.rstrip("/"))
+        out[path.name] = text
+    return out
+
+
+def files(cfg: Config, out: Path) -> dict[Path, str]:
+    """Every rendered file under ``out`` -> its text."""
+    out = out.resolve()
+    dump = lambda doc: yaml.safe_dump(doc, sort_keys=False, width=100)
+    rendered = {
+        out / "prometheus" / "prometheus.yml": dump(prometheus(cfg)),
+        out / "alertmanager" / "alertmanager.yml": dump(alertmanager(cfg)),
+        out / "alertmanager" / "templates" / "pitwatch.tmpl": mail_template(cfg),
+        out / "runbook.md": resources.alerts("runbook.md").read_text(),
+    }
+    rendered.update({out / "prometheus" / "rules" / n: t for n, t in rule_files(cfg).items()})
+    dashboards_dir = out / "grafana" / "dashboards"
+    rendered.update({out / "grafana" / "provisioning" / rel: dump(doc) for rel, doc
+                     in grafana_provisioning(cfg, str(dashboards_dir)).items()})
+    rendered.update({dashboards_dir / n: t for n, t in boards(cfg).items()})
+    return rendered
+
+
+def write(cfg: Config, out: Path) -> list[Path]:
+    """Write (or refresh) every rendered file; returns their paths."""
+    written = []
+    for path, text in files(cfg, out).items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.exists() or path.read_text() != text:
+            tmp = path.with_name(f".{path.name}.tmp")
+            tmp.write_text(text)
+            tmp.replace(path)  # Prometheus may reload at any moment: never a half file
+        written.append(path)
+    return written
+
+
+def warnings(cfg: Config) -> list[str]:
+    """What the rendered files lack that people will miss."""
+    out = []
+    if cfg.links.runbook is None:
+        out.append("links.runbook is not set: alerts link to the runbook in pitwatch's "
+                   "repository, not to your team's copy")
+    if cfg.links.grafana is None:
+        out.append("links.grafana is not set: mails link to http://localhost:3000")
+    if cfg.mail is None:
+        out.append("no mail section: Alertmanager mails the shipped placeholder addresses")
+    return out
