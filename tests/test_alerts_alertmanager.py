@@ -20,7 +20,8 @@ import yaml
 
 from pitwatch.localconfig import alertmanager as render
 from pitwatch.mailsink import read_mail, serve
-from pitwatch.core.procs import Child, free_port, wait_http, wait_until
+from pitwatch.core.procs import Child, free_port, wait_http
+from support.waiting import EVENTUALLY, STARTUP, holds, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 AM_CONFIG = ROOT / "alerts" / "alertmanager.yml"
@@ -62,7 +63,7 @@ def stack(tmp_path):
         "--cluster.listen-address=",
     ], log=tmp_path / "alertmanager.log")
     try:
-        wait_http(f"http://127.0.0.1:{am_port}/-/ready", timeout=30, proc=am)
+        wait_http(f"http://127.0.0.1:{am_port}/-/ready", timeout=STARTUP, proc=am)
         yield {"am": f"http://127.0.0.1:{am_port}", "mail": tmp_path / "mail", "proc": am}
     finally:
         am.stop()
@@ -108,11 +109,13 @@ def test_mail_and_webhook_from_a_real_alertmanager(stack):
               "1 dry-run decisions", "1 remediation decision(s) in dry-run mode."),
     ])
 
-    wait_until(lambda: len(read_mail(stack["mail"])) >= 2 and Hook.received, 45,
+    wait_until(lambda: len(read_mail(stack["mail"])) >= 2 and Hook.received, EVENTUALLY,
                interval=0.2, what="two mails and the webhook" + stack["proc"].tail())
     elapsed = time.monotonic() - started
     assert elapsed < 20, f"critical routes wait 5 s, not {elapsed:.0f} s"
-    time.sleep(2)  # anything else that was going to arrive with them
+    # Anything else that was going to arrive with them would arrive now.
+    holds(lambda: len(read_mail(stack["mail"])) == 2 and len(Hook.received) == 1, 2,
+          what="two mails and one webhook call, nothing more")
 
     mails = {m["Subject"]: m for _, m in read_mail(stack["mail"])}
     assert set(mails) == {

@@ -1,13 +1,12 @@
 import json
 import sqlite3
-import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
 from pitwatch.core import backups
-from pitwatch.core.procs import Child, free_port, wait_until
+from pitwatch.core.procs import Child, free_port
+from support.waiting import EVENTUALLY, wait_until
 
 
 def make_db(path: Path, rows: int = 200) -> Path:
@@ -104,7 +103,7 @@ def test_litestream_restore_from_a_real_replica(tmp_path):
             finally:
                 c.close()
 
-        wait_until(restored, 30, interval=0.5, what="the replica to hold every row")
+        wait_until(restored, EVENTUALLY, interval=0.5, what="the replica to hold every row")
     assert backups.integrity_check(out) == (True, "ok")
 
 
@@ -125,7 +124,7 @@ def test_backup_schedule_snapshots_and_stops_on_term(tmp_path):
     sched = Child("schedule", [sys.executable, "-m", "pitwatch", "backup", "schedule",
                                "--config", cfg, "--every", "1s"], log=tmp_path / "schedule.log")
     try:
-        wait_until(lambda: len(backups.list_snapshots(tmp_path / "snaps")) >= 2, 30,
+        wait_until(lambda: len(backups.list_snapshots(tmp_path / "snaps")) >= 2, EVENTUALLY,
                    what="two scheduled snapshots")
     finally:
         assert sched.stop() == 0  # SIGTERM ends it cleanly

@@ -20,7 +20,8 @@ import pytest
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 from pitwatch.dashboards import queries
-from pitwatch.core.procs import Child, free_port, wait_http, wait_until
+from pitwatch.core.procs import Child, free_port, wait_http
+from support.waiting import EVENTUALLY, STARTUP, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 EXPOSED_ON_OVERVIEW = ["Availability", "API p95 latency", "5xx ratio", "Trades per minute",
@@ -90,10 +91,10 @@ def prometheus(tmp_path_factory):
                                 f"--web.listen-address=127.0.0.1:{port}"],
                  log=work / "prometheus.log")
     try:
-        wait_http(f"{url}/-/ready", timeout=30, proc=proc)
+        wait_http(f"{url}/-/ready", timeout=STARTUP, proc=proc)
         # Enough scrapes for a rate over $__rate_interval (4 s at a 1 s scrape).
         wait_until(lambda: bool(_query(url, 'count_over_time(up{job="app"}[1m]) >= 6')),
-                   timeout=30, interval=0.5, what="six scrapes of the target")
+                   timeout=EVENTUALLY, interval=0.5, what="six scrapes of the target")
         yield url
     finally:
         proc.stop()
@@ -108,7 +109,7 @@ def snapshot_run(prometheus, tmp_path_factory):
     proc = subprocess.run(
         [sys.executable, "-m", "pitwatch", "dashboards", "snapshot", "--prometheus", prometheus,
          "--out", str(out), "--range", "1m", "--scrape-interval", "1s"],
-        capture_output=True, text=True, timeout=180, cwd=ROOT)
+        capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return out, proc.stdout
 

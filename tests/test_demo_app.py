@@ -17,8 +17,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from pitwatch.core import config
 from pitwatch.demo import app as demo_app
 from pitwatch.demo import platform, releases, store
-from pitwatch.core.procs import Child, free_port, wait_http, wait_until
+from pitwatch.core.procs import Child, free_port, wait_http
 from support.fixtures import without_redis
+from support.servers import start_redis
+from support.waiting import EVENTUALLY, STARTUP, wait_until
 
 HEADERS = ("Strict-Transport-Security", "Content-Security-Policy", "X-Content-Type-Options",
            "X-Frame-Options", "Referrer-Policy")
@@ -189,28 +191,16 @@ def test_error_kind_of_real_sqlite_errors(tmp_path):
 
 
 def test_health_checks_redis_when_configured(cfg, tmp_path):
-    redis_bin = shutil.which("redis-server")
-    assert redis_bin, "redis-server is a test dependency"
-    port = free_port()
-    cfg = cfg.model_copy(update={"platform": cfg.platform.model_copy(
-        update={"redis_url": f"redis://127.0.0.1:{port}/0"})})
-    client = demo_app.create_app(cfg).test_client()
-    with Child("redis", [redis_bin, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                         "--appendonly", "no"], log=tmp_path / "redis.log") as redis:
-        wait_until(lambda: _redis_up(port), 10, what="redis")
+    redis, url = start_redis(tmp_path)
+    try:
+        cfg = cfg.model_copy(update={"platform": cfg.platform.model_copy(update={"redis_url": url})})
+        client = demo_app.create_app(cfg).test_client()
         ok = client.get("/health")
         assert ok.status_code == 200 and ok.get_json()["checks"]["redis"] == "ok"
+    finally:
         redis.stop()
     down = client.get("/health")
     assert down.status_code == 503 and "redis" in down.get_json()["reason"]
-
-
-def _redis_up(port: int) -> bool:
-    import redis
-    try:
-        return redis.Redis(port=port, socket_timeout=1).ping()
-    except redis.RedisError:
-        return False
 
 
 def _timed(url: str, n: int) -> tuple[list[int], list[float]]:
@@ -230,7 +220,7 @@ def test_real_server_restart_switches_to_the_bad_release_and_back(cfg):
     pids = []
     try:
         with Child("app", argv, log=cfg.source.parent / "logs" / "app.log") as app:
-            wait_http(url + "/health", 30, proc=app)
+            wait_http(url + "/health", STARTUP, proc=app)
             assert int(cfg.platform.app_pid_file.read_text()) == app.pid
             status, good_lat = _timed(url + "/api/positions", 40)
             assert status.count(200) == 40
@@ -243,7 +233,7 @@ def test_real_server_restart_switches_to_the_bad_release_and_back(cfg):
             releases.point_current(cfg.platform.releases_dir, platform.BAD_RELEASE.version)
             assert requests.get(url + "/health", timeout=5).json()["version"] == "1.4.2"  # until restart
             restart = subprocess.run(cfg.platform.restart_command, capture_output=True, text=True,
-                                     timeout=60)
+                                     timeout=STARTUP)
             assert restart.returncode == 0, restart.stdout + restart.stderr
             assert app.poll() == 0  # the old process stopped cleanly on TERM
         new_pid = int(cfg.platform.app_pid_file.read_text())
@@ -260,16 +250,16 @@ def test_real_server_restart_switches_to_the_bad_release_and_back(cfg):
 
         releases.point_current(cfg.platform.releases_dir, platform.GOOD_RELEASE.version)
         restart = subprocess.run(cfg.platform.restart_command, capture_output=True, text=True,
-                                 timeout=60)
+                                 timeout=STARTUP)
         assert restart.returncode == 0 and "healthy" in restart.stdout
         pids.append(int(cfg.platform.app_pid_file.read_text()))
         assert requests.get(url + "/health", timeout=5).json()["version"] == "1.4.2"
     finally:
         stop = subprocess.run([sys.executable, "-m", "pitwatch", "demo", "stop-app", "--config",
-                               str(cfg.source)], capture_output=True, text=True, timeout=30)
+                               str(cfg.source)], capture_output=True, text=True, timeout=STARTUP)
     assert "stopped" in stop.stdout
     for pid in pids:
-        wait_until(lambda: not _alive(pid), 10, what=f"pid {pid} gone")
+        wait_until(lambda: not _alive(pid), EVENTUALLY, what=f"pid {pid} gone")
     assert not cfg.platform.app_pid_file.exists()
 
 

@@ -9,8 +9,9 @@ import yaml
 
 from pitwatch.exporters.backup import BackupCollector
 from pitwatch.core import backups
-from pitwatch.core.procs import Child, free_port, wait_until
+from pitwatch.core.procs import Child, free_port
 from support.fixtures import make_db, samples, success, value
+from support.waiting import EVENTUALLY, wait_until
 
 
 def test_snapshots_and_restore_test(tmp_path):
@@ -76,8 +77,8 @@ def test_litestream_replica_and_restore(tmp_path):
     started = time.time()
     with Child("litestream", ["litestream", "replicate", "-config", config],
                log=tmp_path / "litestream.log") as proc:
-        wait_until(lambda: replica.is_dir() and any(p.is_file() for p in replica.rglob("*")), 30,
-                   what=f"litestream replica files{proc.tail()}")
+        wait_until(lambda: replica.is_dir() and any(p.is_file() for p in replica.rglob("*")),
+                   EVENTUALLY, what=f"litestream replica files{proc.tail()}")
         conn = sqlite3.connect(db)
         conn.execute("insert into trades(symbol, ts, qty) values ('ZN', ?, 5)", (time.time(),))
         conn.commit()
@@ -88,7 +89,7 @@ def test_litestream_replica_and_restore(tmp_path):
             return (value(samples(col), "pitwatch_backup_litestream_last_replica_write_timestamp_seconds")
                     or 0) >= written - 1
 
-        wait_until(replicated, 30, what="the replica to receive the new row")
+        wait_until(replicated, EVENTUALLY, what="the replica to receive the new row")
         got = samples(col)
         assert success(got, "backup") == 1
         stamp = value(got, "pitwatch_backup_litestream_last_replica_write_timestamp_seconds")
@@ -108,11 +109,11 @@ def test_no_backup_yet_is_not_a_failed_restore_test(tmp_path):
     check.retry = 0.2
     check.start()
     try:
-        wait_until(lambda: check.latest() is not None, 10, what="the first restore test")
+        wait_until(lambda: check.latest() is not None, EVENTUALLY, what="the first restore test")
         assert value(samples(col), "pitwatch_backup_restore_test_ok") is None
         backups.snapshot(db, tmp_path / "snaps")
         # Retried well before the one-hour interval, now with a backup to prove.
-        wait_until(lambda: value(samples(col), "pitwatch_backup_restore_test_ok") == 1, 10,
+        wait_until(lambda: value(samples(col), "pitwatch_backup_restore_test_ok") == 1, EVENTUALLY,
                    what="the retried restore test")
     finally:
         check.stop()

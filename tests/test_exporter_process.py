@@ -15,14 +15,15 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from pitwatch.core import backups
-from pitwatch.core.procs import Child, free_port, wait_http, wait_until
+from pitwatch.core.procs import Child, free_port, wait_http
 from support.fixtures import SECURITY_HEADERS, make_cert, make_db, write_config
 from support.servers import HTTPServer, start_redis
+from support.waiting import EVENTUALLY, STARTUP, wait_until
 
 
 def get(url: str) -> tuple[int, str]:
     try:
-        with urllib.request.urlopen(url, timeout=10) as resp:
+        with urllib.request.urlopen(url, timeout=30) as resp:
             return resp.status, resp.read().decode()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read().decode()
@@ -43,7 +44,7 @@ def start_exporter(tmp_path, config) -> tuple[Child, str]:
     child = Child("exporter", [sys.executable, "-m", "pitwatch", "exporter", "--config", config,
                                "--listen", f"127.0.0.1:{port}"], log=tmp_path / "exporter.log")
     base = f"http://127.0.0.1:{port}"
-    wait_http(base + "/healthz", timeout=30, proc=child)
+    wait_http(base + "/healthz", timeout=STARTUP, proc=child)
     return child, base
 
 
@@ -80,7 +81,7 @@ def test_exporter_process_healthy_promtool_clean_and_stops_on_sigterm(tmp_path, 
                     "pitwatch_security_http_header_present", "pitwatch_security_firewall_active"} <= names \
                 and len([k for k in m if k[0] == "pitwatch_sqlite_integrity_check_ok"]) == 2
 
-        wait_until(settled, 60, interval=0.5, what=f"background checks{child.tail()}")
+        wait_until(settled, EVENTUALLY, interval=0.5, what=f"background checks{child.tail()}")
         status, body = get(base + "/metrics")
         assert status == 200
         lint = subprocess.run(["promtool", "check", "metrics"], input=body, capture_output=True,
@@ -101,7 +102,7 @@ def test_exporter_process_healthy_promtool_clean_and_stops_on_sigterm(tmp_path, 
         assert get(base + "/nope")[0] == 404
 
         os.kill(child.pid, signal.SIGTERM)
-        assert child.proc.wait(15) == 0
+        assert child.proc.wait(EVENTUALLY) == 0
     finally:
         child.stop()
 
@@ -126,7 +127,7 @@ def test_exporter_process_reports_broken_sources_without_500(tmp_path):
         lint = subprocess.run(["promtool", "check", "metrics"], input=body, capture_output=True,
                               text=True)
         assert lint.returncode == 0, lint.stdout + lint.stderr
-        time.sleep(1)
+        time.sleep(1)  # the same failure a little later is still the same state
         get(base + "/metrics")
         # Logged once per state change: a second scrape adds no new warning for the same failure.
         log = (tmp_path / "exporter.log").read_text()

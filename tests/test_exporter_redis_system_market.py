@@ -14,6 +14,7 @@ from pitwatch.core import market
 from pitwatch.core.procs import Child
 from support.fixtures import samples, success, value
 from support.servers import start_redis
+from support.waiting import wait_until
 
 
 def test_redis_up_then_down(tmp_path):
@@ -51,11 +52,15 @@ def test_redis_with_a_password(tmp_path):
 
 def test_system_reads_the_app_process_and_volumes(tmp_path):
     pid_file = tmp_path / "app.pid"
-    with Child("app", [sys.executable, "-c", "import time; b = bytearray(30 << 20); time.sleep(60)"]) as app:
+    ready = tmp_path / "allocated"
+    # The app says when its 30 MB are allocated (touched, so resident).
+    allocate = ("import sys, time; b = bytearray(30 << 20); open(sys.argv[1], 'w').close(); "
+                "time.sleep(600)")
+    with Child("app", [sys.executable, "-c", allocate, ready]) as app:
         pid_file.write_text(f"{app.pid}\n")
         col = SystemCollector(pid_file, {"database": tmp_path / "db" / "trading.db",
                                          "backups": tmp_path})
-        time.sleep(0.5)
+        wait_until(lambda: ready.exists() or app.poll() is not None, what="the app's allocation")
         got = samples(col)
         assert success(got, "system") == 1
         assert value(got, "pitwatch_app_process_resident_memory_bytes") > 30 << 20

@@ -19,6 +19,7 @@ from pitwatch.core import config
 from pitwatch.demo import platform
 from pitwatch.core.procs import Child, free_port, wait_http
 from support.fixtures import without_redis
+from support.waiting import STARTUP
 
 DOC_METRICS = ("flask_http_request_duration_seconds", "flask_http_request_total",
                "flask_http_request_exceptions_total", "trading_trades_processed_total",
@@ -130,7 +131,7 @@ def test_gunicorn_two_workers_one_metrics_view(demo_config, tmp_path):
     trade = {"symbol": "GC", "side": "buy", "quantity": 1, "price": 2650.0, "account": "mp"}
     with Child("gunicorn", argv, log=tmp_path / "gunicorn.log", env=env,
                cwd=demo_config.parent) as server:
-        wait_http(url + "/health", 30, proc=server)
+        wait_http(url + "/health", STARTUP, proc=server)
         assert not (mp_dir / "counter_99999.db").exists()
 
         def post(_):

@@ -19,7 +19,7 @@ def rollback(platform, token: str | None, *args: str) -> subprocess.CompletedPro
     if token is not None:
         env["PITWATCH_FENCING_TOKEN"] = token
     return subprocess.run([PY, "-m", "pitwatch", "rollback", "--config", str(platform.config), *args],
-                          capture_output=True, text=True, timeout=120, env=env)
+                          capture_output=True, text=True, timeout=300, env=env)
 
 
 @pytest.fixture

@@ -14,10 +14,10 @@ import yaml
 
 from pitwatch.dashboards.queries import QueryError, Window, queries, query_range
 from pitwatch.core import config as config_mod
-from pitwatch import localconfig
 from pitwatch.demo import platform
 from pitwatch.demo.stack import Stack, components
-from pitwatch.core.procs import Child, free_port, wait_http, wait_until
+from pitwatch.core.procs import Child, free_port, wait_http
+from support.waiting import STARTUP, wait_until
 
 README = Path(__file__).resolve().parent.parent / "compose" / "README.md"
 
@@ -53,7 +53,7 @@ def stores(tmp_path_factory):
     vm_url = f"http://127.0.0.1:{vm_port}"
     stack = None
     try:
-        wait_http(vm_url + "/health", 30, proc=vm)
+        wait_http(vm_url + "/health", STARTUP, proc=vm)
         config_path = platform.init(root / "demo", echo=lambda _: None)
         cfg = config_mod.load(config_path)
         specs = components(cfg, config_path, rate=20)
@@ -101,11 +101,16 @@ def test_overview_queries_return_the_same_series_from_victoriametrics(stores):
 
     # Every panel has data once a few scrapes and a restore test are in; until then the
     # two stores must still agree.
-    deadline = time.monotonic() + 90
-    diffs = compare()
-    while diffs and time.monotonic() < deadline:
-        time.sleep(3)
-        diffs = compare()
+    diffs: list[str] = []
+
+    def agree() -> bool:
+        diffs[:] = compare()
+        return not diffs
+
+    try:
+        wait_until(agree, 180, interval=3, what="both stores to answer alike")
+    except TimeoutError:
+        pass
     assert not diffs, "\n".join(diffs)
     # The samples really travelled: VictoriaMetrics counts what it was sent.
     import requests

@@ -8,8 +8,8 @@ peers send and re-send within seconds, and its receiver carries a second
 ``webhook_configs`` entry so that each Alertmanager calls both remediators. A short
 ``--cluster.peer-timeout`` makes the second peer send as well instead of waiting for the
 first one's notification log: every episode reaches the remediators several times.
-The actions are named test actions appending a line to a file. Tests run in file order
-and share the stack.
+The actions are named test actions appending a line to a file. The tests share the stack;
+each counts from what it finds there, so they hold in any order.
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ import os
 import signal
 import subprocess
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -28,8 +28,10 @@ import requests
 import yaml
 
 from pitwatch import localconfig
-from pitwatch.core.procs import Child, free_port, wait_http, wait_until
+from pitwatch.core.procs import Child, free_port, wait_http
 from support.remediation import PY, Receiver, journal_rows, remediation_config
+from support.servers import start_redis
+from support.waiting import EVENTUALLY, STARTUP, holds, wait_until
 
 # Appends "<fingerprint> <startsAt> <fencing token>" to the file: one line per run.
 RECORD = ("import os, sys; open(sys.argv[1], 'a').write(' '.join(os.environ[k] for k in "
@@ -55,22 +57,6 @@ def lines(path: Path) -> list[str]:
     return path.read_text().splitlines() if path.exists() else []
 
 
-def start_redis(root: Path, port: int) -> Child:
-    server = Child("redis", ["redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "",
-                             "--appendonly", "no", "--daemonize", "no"],
-                   log=root / f"redis-{port}.log")
-    client = redis.Redis(port=port)
-    wait_until(lambda: _answers(client), 10, what="redis")
-    return server
-
-
-def _answers(client) -> bool:
-    try:
-        return client.ping()
-    except redis.RedisError:
-        return False
-
-
 def alertmanager_config(root: Path, remediators: list[str]) -> dict:
     cfg = localconfig.alertmanager("127.0.0.1:1", "oncall@localhost", remediators[0] + "/alerts",
                                    root / "token")
@@ -87,7 +73,7 @@ class Stack:
     def __init__(self, root: Path):
         self.root = root
         self.redis_port = free_port()
-        self.redis = start_redis(root, self.redis_port)
+        self.redis, _ = start_redis(root, port=self.redis_port)
         self.record = root / "ran.txt"
         self.slow = root / "slow.txt"
         self.receivers: dict[str, Receiver] = {}
@@ -111,9 +97,9 @@ class Stack:
                 "--cluster.peer-timeout=50ms", "--cluster.settle-timeout=5s",
             ], log=root / f"am{i}.log"))
         for am, url in zip(self.alertmanagers, self.am_urls):
-            wait_http(url + "/-/ready", 30, proc=am)
+            wait_http(url + "/-/ready", STARTUP, proc=am)
         # Notifications wait for the gossip to settle (--cluster.settle-timeout at most).
-        wait_until(lambda: all(self.cluster(u)["status"] == "ready" for u in self.am_urls), 30,
+        wait_until(lambda: all(self.cluster(u)["status"] == "ready" for u in self.am_urls), STARTUP,
                    what="the Alertmanager cluster to settle")
 
     @staticmethod
@@ -184,12 +170,16 @@ def test_each_episode_acts_once_20_back_to_back(stack):
     series = [{"alertname": "BadRelease", "remediation": "rollback", "job": "trading-app",
                "instance": f"app-{i}:5000"} for i in range(10)]
     episodes: list[tuple[dict, datetime]] = []
+    done = len(lines(stack.record))
+    runs_before = sum(n for (n,) in stack.rows("select count(*) from runs where rule='record_rollback'"))
+    dupes_before = sum(n for (n,) in stack.rows(
+        "select count(*) from decisions where rule='record_rollback' and reason='duplicate'"))
     for round_ in range(2):
         for labels in series:
             begin = datetime.now(timezone.utc)
             episodes.append((labels, begin))
             stack.fire(labels, begin)
-            wait_until(lambda: len(lines(stack.record)) == len(episodes), 20, interval=0.05,
+            wait_until(lambda: len(lines(stack.record)) == done + len(episodes), EVENTUALLY, interval=0.05,
                        what=f"the action of episode {len(episodes)}")
             if round_ == 0:
                 stack.fire(labels, begin, datetime.now(timezone.utc))  # resolved
@@ -201,15 +191,16 @@ def test_each_episode_acts_once_20_back_to_back(stack):
         time.sleep(0.5)
     for labels, begin in episodes[10:]:
         stack.fire(labels, begin, datetime.now(timezone.utc))
-    ran = lines(stack.record)
+    ran = lines(stack.record)[done:]
     assert len(ran) == 20, ran
     assert len({line.split()[1] for line in ran}) == 20  # one run per startsAt, none twice
     tokens = [int(line.split()[2]) for line in ran]
     assert tokens == sorted(tokens) and len(set(tokens)) == 20  # fencing tokens only grow
-    assert sum(n for (n,) in stack.rows("select count(*) from runs where rule='record_rollback'")) == 20
+    runs = sum(n for (n,) in stack.rows("select count(*) from runs where rule='record_rollback'"))
+    assert runs - runs_before == 20
     dupes = sum(n for (n,) in stack.rows(
         "select count(*) from decisions where rule='record_rollback' and reason='duplicate'"))
-    assert dupes >= 4  # re-sends and the other peer's copies: journalled, not acted on
+    assert dupes - dupes_before >= 4  # re-sends and the other peer's copies: journalled, not acted on
     # Both Alertmanagers of the pair delivered to both receivers.
     senders = {(name, json.loads(body)["externalURL"]) for name, r in stack.receivers.items()
                for (body,) in journal_rows(r.journal, "select body from notifications")}
@@ -233,7 +224,7 @@ def test_a_receiver_killed_mid_action(stack):
               "instance": "app:5000"}
     begin = datetime.now(timezone.utc)
     stack.fire(labels, begin)
-    wait_until(lambda: any(x.startswith("start ") for x in lines(stack.slow)), 20,
+    wait_until(lambda: any(x.startswith("start ") for x in lines(stack.slow)), EVENTUALLY,
                what="the slow action to start")
     running = {name: r for name, r in stack.receivers.items()
                if any(x["rule"] == "slow_restart" and x["status"] == "running" for x in r.runs())}
@@ -241,7 +232,7 @@ def test_a_receiver_killed_mid_action(stack):
     (owner, victim), = running.items()
     other = stack.receivers["b" if owner == "a" else "a"]
     os.kill(victim.child.pid, signal.SIGKILL)
-    victim.child.proc.wait(10)
+    victim.child.proc.wait(EVENTUALLY)
 
     client = redis.Redis(port=stack.redis_port)
     locks = list(client.scan_iter("pitwatch:remediation:lock:*"))
@@ -262,16 +253,16 @@ def test_a_receiver_killed_mid_action(stack):
     assert len([x for x in lines(stack.slow) if x.startswith("start ")]) == 1
 
     # The action was in its own process group: it runs to its end without its receiver.
-    wait_until(lambda: any(x.startswith("end ") for x in lines(stack.slow)), SLOW_SECONDS + 10,
+    wait_until(lambda: any(x.startswith("end ") for x in lines(stack.slow)), EVENTUALLY,
                what="the orphaned action to finish")
     back = stack.start_receiver(owner)
     run, = [x for x in back.runs() if x["rule"] == "slow_restart"]
     assert run["status"] == "interrupted"
     assert "receiver stopped while the run was running" in run["output"]
     assert metric(back, 'pitwatch_remediation_actions_total{action="slow",result="interrupted"}') == 1.0
-    # Neither replica starts it again afterwards.
-    time.sleep(3)
-    assert len([x for x in lines(stack.slow) if x.startswith("start ")]) == 1
+    # Neither replica starts it again afterwards, while the Alertmanagers keep re-sending.
+    holds(lambda: len([x for x in lines(stack.slow) if x.startswith("start ")]) == 1, 3,
+          what="a single start")
     now = datetime.now(timezone.utc)
     stack.fire(labels, begin, now)
     stack.fire(other_labels, other_begin, now)
@@ -289,8 +280,14 @@ def test_redis_down_journals_without_acting_and_recovers(stack):
                     total += float(line.split()[-1])
         return total
 
-    time.sleep(2)  # retries to the receiver killed above are over
-    failed_before = failures()
+    # Deliveries that failed while a receiver was down (killed by another test) may still
+    # be retried: count from when the failure counter stands still.
+    def standing_still() -> tuple[float] | None:
+        before = failures()
+        time.sleep(1)
+        return (before,) if failures() == before else None
+
+    (failed_before,) = wait_until(standing_still, EVENTUALLY, what="the webhook failure counter to settle")
     stack.redis.stop()
     for r in (a, b):
         health = requests.get(r.url + "/healthz", timeout=5)
@@ -302,6 +299,7 @@ def test_redis_down_journals_without_acting_and_recovers(stack):
                               input=requests.get(r.url + "/metrics", timeout=5).text, timeout=30)
         assert lint.returncode == 0, lint.stdout + lint.stderr
     done = len(lines(stack.record))
+    runs_before = stack.rows("select count(*) from runs")
     labels = {"alertname": "BadRelease", "remediation": "rollback", "job": "trading-app",
               "instance": "app-redis:5000"}
     begin = datetime.now(timezone.utc)
@@ -311,14 +309,15 @@ def test_redis_down_journals_without_acting_and_recovers(stack):
         return journal_rows(r.journal, "select count(*) from decisions where reason="
                             "'redis_unavailable' and alertname='BadRelease'")[0][0]
 
-    wait_until(lambda: held_back(a) >= 2 and held_back(b) >= 2, 20,
+    wait_until(lambda: held_back(a) >= 2 and held_back(b) >= 2, EVENTUALLY,
                what="both receivers to journal the notifications of both Alertmanagers")
-    time.sleep(1)
-    assert len(lines(stack.record)) == done  # accepted, journalled, not acted on
+    # Accepted, journalled, not acted on: a run is journalled before its 2xx, and none was.
+    assert stack.rows("select count(*) from runs") == runs_before
+    assert len(lines(stack.record)) == done
     assert failures() == failed_before  # every delivery was answered 2xx
     assert metric(a, 'pitwatch_remediation_suppressions_total{reason="redis_unavailable"}') >= 2
 
-    stack.redis = start_redis(stack.root, stack.redis_port)
+    stack.redis, _ = start_redis(stack.root, port=stack.redis_port)
     for r in (a, b):
         assert requests.get(r.url + "/healthz", timeout=5).json() == {"status": "ok"}
         assert metric(r, "pitwatch_remediation_redis_up") == 1.0
@@ -326,7 +325,7 @@ def test_redis_down_journals_without_acting_and_recovers(stack):
     new_labels = {**labels, "instance": "app-new:5000"}
     new_begin = datetime.now(timezone.utc)
     stack.fire(new_labels, new_begin)
-    wait_until(lambda: len(lines(stack.record)) == done + 2, 20, what="both episodes to act")
+    wait_until(lambda: len(lines(stack.record)) == done + 2, EVENTUALLY, what="both episodes to act")
     deadline = time.monotonic() + 3
     while time.monotonic() < deadline:
         stack.fire(labels, begin)

@@ -3,7 +3,8 @@ import sys
 from email.message import EmailMessage
 
 from pitwatch.mailsink import read_mail
-from pitwatch.core.procs import Child, free_port, wait_until
+from pitwatch.core.procs import Child, free_port
+from support.waiting import STARTUP, wait_until
 
 
 def test_stores_each_mail_as_a_file(tmp_path):
@@ -17,7 +18,7 @@ def test_stores_each_mail_as_a_file(tmp_path):
             except OSError:
                 return False
 
-        wait_until(connects, 20, what="the SMTP server")
+        wait_until(connects, STARTUP, what="the SMTP server")
         for n in range(2):
             msg = EmailMessage()
             msg["From"], msg["To"] = "alertmanager@localhost", "oncall@localhost"

@@ -9,9 +9,10 @@ import pytest
 import requests
 import yaml
 
-from pitwatch.core.procs import Child, free_port, wait_http, wait_until
+from pitwatch.core.procs import Child, free_port, wait_http
 from support.platform import make_platform
 from support.remediation import Receiver, journal_rows, remediation_config
+from support.waiting import EVENTUALLY, STARTUP, wait_until
 
 
 def iso(dt: datetime) -> str:
@@ -42,7 +43,7 @@ def stack(tmp_path):
                                 f"--storage.path={tmp_path / 'am'}",
                                 f"--web.listen-address=127.0.0.1:{am_port}",
                                 "--cluster.listen-address="], log=tmp_path / "am.log")
-    wait_http(f"http://127.0.0.1:{am_port}/-/ready", 30, proc=am)
+    wait_http(f"http://127.0.0.1:{am_port}/-/ready", STARTUP, proc=am)
     yield platform, receiver, f"http://127.0.0.1:{am_port}", tmp_path / "journal" / "journal.db"
     am.stop()
     receiver.stop()
@@ -62,8 +63,8 @@ def test_alertmanager_delivery_rolls_back_once(stack):
         requests.post(f"{am}/api/v2/alerts", json=[a], timeout=5).raise_for_status()
 
     fire(starts)
-    wait_until(lambda: platform.healthy() and platform.version() == "v1", 60, what="rollback")
-    # Keep the alert firing: Alertmanager repeats it every 2 s.
+    wait_until(lambda: platform.healthy() and platform.version() == "v1", EVENTUALLY, what="rollback")
+    # Keep the alert firing for a few of Alertmanager's 2 s repeats: none may act again.
     deadline = time.monotonic() + 6
     while time.monotonic() < deadline:
         fire(starts)
@@ -76,10 +77,10 @@ def test_alertmanager_delivery_rolls_back_once(stack):
     # Resolved is recorded; the same alert firing again later is held by the cooldown.
     fire(starts, datetime.now(timezone.utc))
     wait_until(lambda: journal_rows(journal, "select count(*) from decisions where reason='resolved'")[0][0] >= 1,
-               30, what="the resolved notification")
+               EVENTUALLY, what="the resolved notification")
     fire(datetime.now(timezone.utc))
     wait_until(lambda: journal_rows(journal, "select count(*) from decisions where reason='cooldown'")[0][0] >= 1,
-               30, what="the re-fired episode")
+               EVENTUALLY, what="the re-fired episode")
     assert journal_rows(journal, "select count(*) from runs") == [(1,)]
     run = receiver.runs()[0]
     assert "rolled back to v1" in run["output"]

@@ -6,15 +6,15 @@ import os
 import signal
 import sqlite3
 import subprocess
-import time
 
 import pytest
 import requests
 import yaml
 
-from pitwatch.core.procs import free_port, wait_until
+from pitwatch.core.procs import free_port
 from support.remediation import (PY, TOKEN, Receiver, alert, journal_rows, notification,
                                  remediation_config)
+from support.waiting import EVENTUALLY, STARTUP, holds, wait_until
 
 # An action that records its episode, optionally writes its pid, and sleeps.
 RECORD = ("import os, sys, time; "
@@ -70,7 +70,7 @@ def test_token_is_required_and_compared(receiver):
     assert r.post(body, token=None, headers={"Authorization": TOKEN}).status_code == 401
     assert journal_rows(r.journal, "select count(*) from notifications") == [(0,)]
     assert r.post(body).status_code == 200
-    wait_until(lambda: len(lines(r.out)) == 1, 10, what="the action")
+    wait_until(lambda: len(lines(r.out)) == 1, EVENTUALLY, what="the action")
 
 
 def test_bad_input_is_refused_naming_the_field_and_runs_nothing(receiver):
@@ -128,7 +128,7 @@ def test_503_while_the_journal_cannot_be_written_then_accepted_on_retry(receiver
         holder.close()
     assert not r.out.exists()  # nothing acts on what was not persisted
     assert r.post(notification([alert(remediation="rollback")])).status_code == 200
-    wait_until(lambda: len(lines(r.out)) == 1, 10, what="the action after the retry")
+    wait_until(lambda: len(lines(r.out)) == 1, EVENTUALLY, what="the action after the retry")
 
 
 def test_each_alert_alone_and_once_per_episode(receiver):
@@ -141,8 +141,10 @@ def test_each_alert_alone_and_once_per_episode(receiver):
                  notification(group[:1] + [alert("New", fingerprint="ddd")]),
                  notification(group[::-1])):
         assert r.post(body).status_code == 200
-    wait_until(lambda: len(lines(r.out)) >= 1, 10, what="the action")
-    time.sleep(1)
+    # Every delivery was journalled before its 2xx: one run among them, and it ends.
+    assert journal_rows(r.journal, "select d.fingerprint from runs join decisions d "
+                                   "on d.id = runs.decision_id") == [("aaa",)]
+    wait_until(lambda: r.runs()[0]["status"] != "running", EVENTUALLY, what="the action")
     assert lines(r.out) == ["aaa 2026-11-25T10:00:00.123456789Z"]
     outcomes = journal_rows(r.journal, "select fingerprint, outcome, reason from decisions "
                                        "where notification_id=1 order by alert_index")
@@ -166,10 +168,10 @@ def test_resolved_never_kills_a_running_action(receiver):
     r = receiver(sleep=2.5)
     firing = alert(remediation="rollback")
     assert r.post(notification([firing])).status_code == 200
-    wait_until(lambda: r.runs() and r.runs()[0]["status"] == "running", 10, what="running")
+    wait_until(lambda: r.runs() and r.runs()[0]["status"] == "running", EVENTUALLY, what="running")
     resolved = {**firing, "status": "resolved", "endsAt": "2026-11-25T10:05:00Z"}
     assert r.post(notification([resolved])).status_code == 200
-    wait_until(lambda: r.runs()[0]["status"] != "running", 15, what="the run to end")
+    wait_until(lambda: r.runs()[0]["status"] != "running", EVENTUALLY, what="the run to end")
     assert r.runs()[0]["status"] == "success"
     assert lines(r.out.with_name("ran.txt.done")) == ["done"]
     assert journal_rows(r.journal, "select outcome, reason from decisions order by id desc limit 1") \
@@ -182,16 +184,15 @@ def test_kill_9_during_an_action_leaves_it_interrupted_and_not_rerun(receiver, t
         assert r.post(notification([alert(remediation="rollback", fingerprint="k1"),
                                     alert("Noise", fingerprint=f"n{i}")])).status_code == 200
     pid_file = r.out.with_name("ran.txt.pid")
-    wait_until(lambda: pid_file.exists() and pid_file.read_text(), 10, what="the action")
+    wait_until(lambda: pid_file.exists() and pid_file.read_text(), EVENTUALLY, what="the action")
     action_pid = int(pid_file.read_text())
     os.kill(r.child.pid, signal.SIGKILL)
-    r.child.proc.wait(5)
+    r.child.proc.wait(EVENTUALLY)
     os.kill(action_pid, signal.SIGKILL)  # the orphaned action: not the receiver's to keep
     r2 = receiver(sleep=60)
     runs = r2.runs()
     assert [(x["status"], x["action"]) for x in runs] == [("interrupted", "record")]
-    time.sleep(1)
-    assert len(lines(r.out)) == 1  # not re-run by itself
+    holds(lambda: len(lines(r.out)) == 1, 1.0, what="one run")  # not re-run by itself
     assert journal_rows(r2.journal, "select count(*) from notifications") == [(3,)]
     assert journal_rows(r2.journal, "select count(*) from decisions") == [(6,)]
     metrics = requests.get(r2.url + "/metrics", timeout=5).text
@@ -202,7 +203,7 @@ def test_kill_9_during_an_action_leaves_it_interrupted_and_not_rerun(receiver, t
 def test_metrics_pass_promtool_and_endpoints_answer(receiver):
     r = receiver()
     assert r.post(notification([alert(remediation="rollback")])).status_code == 200
-    wait_until(lambda: r.runs() and r.runs()[0]["status"] == "success", 10, what="success")
+    wait_until(lambda: r.runs() and r.runs()[0]["status"] == "success", EVENTUALLY, what="success")
     text = requests.get(r.url + "/metrics", timeout=5).text
     lint = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True,
                           text=True)
@@ -222,13 +223,13 @@ def test_refuses_to_start_without_a_token_unless_auth_none(tmp_path):
     cfg, _ = write_config(tmp_path, port)
     (tmp_path / "token").unlink()
     proc = subprocess.run([PY, "-m", "pitwatch", "remediator", "--config", str(cfg)],
-                          capture_output=True, text=True, timeout=30)
+                          capture_output=True, text=True, timeout=STARTUP)
     assert proc.returncode == 2 and "token_file" in proc.stderr
     raw = yaml.safe_load(cfg.read_text())
     del raw["remediation"]["token_file"]
     cfg.write_text(yaml.safe_dump(raw))
     proc = subprocess.run([PY, "-m", "pitwatch", "remediator", "--config", str(cfg)],
-                          capture_output=True, text=True, timeout=30)
+                          capture_output=True, text=True, timeout=STARTUP)
     assert proc.returncode == 2 and "auth: none" in proc.stderr
     raw["remediation"]["auth"] = "none"
     cfg.write_text(yaml.safe_dump(raw))
@@ -281,12 +282,12 @@ def test_optional_tls(tmp_path):
             except requests.RequestException:
                 return False
 
-        wait_until(up, 30, what="the TLS receiver")
+        wait_until(up, STARTUP, what="the TLS receiver")
         assert not http_ok(f"http://127.0.0.1:{port}/healthz")  # no plain HTTP beside it
         resp = requests.post(url + "/alerts", json=notification([alert(remediation="rollback")]),
                              headers={"Authorization": f"Bearer {TOKEN}"}, verify=str(cert), timeout=10)
         assert resp.status_code == 200
-        wait_until(lambda: len(lines(out)) == 1, 15, what="the action")
+        wait_until(lambda: len(lines(out)) == 1, EVENTUALLY, what="the action")
         assert requests.post(url + "/alerts", json={}, verify=str(cert), timeout=10).status_code == 401
     finally:
         child.stop()
@@ -299,6 +300,6 @@ def test_one_receiver_per_journal(receiver, tmp_path):
     other = tmp_path / "other.yml"
     other.write_text(yaml.safe_dump(raw))
     proc = subprocess.run([PY, "-m", "pitwatch", "remediator", "--config", str(other)],
-                          capture_output=True, text=True, timeout=30)
+                          capture_output=True, text=True, timeout=STARTUP)
     assert proc.returncode == 2 and "used by another running receiver" in proc.stderr
     assert requests.get(r.url + "/healthz", timeout=5).ok

@@ -2,32 +2,17 @@
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
 import yaml
 
-from pitwatch.core.procs import Child, free_port, wait_until
+from pitwatch.core.procs import free_port
 from support.remediation import PY, Receiver, alert, journal_rows, notification, remediation_config
+from support.servers import start_redis
+from support.waiting import EVENTUALLY, wait_until
 
 RECORD = ("import os, sys, time; time.sleep(0.3); open(sys.argv[1], 'a')"
           ".write(os.environ['PITWATCH_FINGERPRINT'] + ' ' + os.environ['PITWATCH_FENCING_TOKEN'] + '\\n')")
-
-
-def start_redis(tmp_path, port):
-    r = Child("redis", ["redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "",
-                        "--appendonly", "no", "--daemonize", "no"], log=tmp_path / f"redis-{port}.log")
-    import redis
-    client = redis.Redis(port=port)
-    wait_until(lambda: _ping(client), 10, what="redis")
-    return r
-
-
-def _ping(client) -> bool:
-    try:
-        return client.ping()
-    except Exception:
-        return False
 
 
 def make_pair(tmp_path, redis_port, cooldown=0):
@@ -53,7 +38,7 @@ def make_pair(tmp_path, redis_port, cooldown=0):
 @pytest.fixture
 def pair(tmp_path):
     redis_port = free_port()
-    server = start_redis(tmp_path, redis_port)
+    server, _ = start_redis(tmp_path, port=redis_port)
     receivers, out = make_pair(tmp_path, redis_port)
     yield receivers, out, server, redis_port
     for r in receivers:
@@ -79,10 +64,10 @@ def test_two_receivers_act_once_per_episode(pair):
         for t in threads:
             t.join()
         assert codes == [200] * 4
-        wait_until(lambda: len(ran(out)) == episode + 1, 15, what=f"episode {episode}")
+        wait_until(lambda: len(ran(out)) == episode + 1, EVENTUALLY, what=f"episode {episode}")
         # The target lock is free again before the next episode.
-        wait_until(lambda: all(x["status"] != "running" for r in (a, b) for x in r.runs()), 15)
-    time.sleep(0.5)
+        wait_until(lambda: all(x["status"] not in ("queued", "running") for r in (a, b) for x in r.runs()),
+                   EVENTUALLY, what=f"the runs of episode {episode} to end")
     lines = ran(out)
     assert sorted(line.split()[0] for line in lines) == ["ep0", "ep1", "ep2", "ep3"]
     tokens = [int(line.split()[1]) for line in lines]
@@ -101,31 +86,31 @@ def test_without_redis_nobody_acts_and_a_resend_acts_later(pair, tmp_path):
     assert a.post(body).status_code == 200  # accepted and journalled...
     assert journal_rows(a.journal, "select outcome, reason from decisions") == \
         [("suppressed", "redis_unavailable")]
-    time.sleep(0.5)
+    assert journal_rows(a.journal, "select count(*) from runs") == [(0,)]
     assert not out.exists()  # ...but nothing acts without the shared claim
-    server2 = start_redis(tmp_path, redis_port)
+    server2, _ = start_redis(tmp_path, port=redis_port)
     try:
         assert a.post(body).status_code == 200
-        wait_until(lambda: ran(out) and ran(out)[0].startswith("down"), 15, what="the action")
+        wait_until(lambda: ran(out) and ran(out)[0].startswith("down"), EVENTUALLY, what="the action")
     finally:
         server2.stop()
 
 
 def test_cooldown_holds_across_replicas(tmp_path):
     redis_port = free_port()
-    server = start_redis(tmp_path, redis_port)
+    server, _ = start_redis(tmp_path, port=redis_port)
     (a, b), out = make_pair(tmp_path, redis_port, cooldown="1h")
     try:
         first = notification([alert(remediation="rollback", fingerprint="one")])
         assert a.post(first).status_code == 200
-        wait_until(lambda: len(ran(out)) == 1, 15, what="the first action")
-        wait_until(lambda: a.runs()[0]["status"] == "success", 15)
+        wait_until(lambda: len(ran(out)) == 1, EVENTUALLY, what="the first action")
+        wait_until(lambda: a.runs()[0]["status"] == "success", EVENTUALLY, what="the first run to end")
         # Another alert series on the other replica, inside the cooldown of the first run.
         second = notification([alert(remediation="rollback", fingerprint="two")])
         assert b.post(second).status_code == 200
         assert journal_rows(b.journal, "select outcome, reason from decisions") == \
             [("suppressed", "cooldown")]
-        time.sleep(0.5)
+        assert journal_rows(b.journal, "select count(*) from runs") == [(0,)]
         assert len(ran(out)) == 1
     finally:
         for r in (a, b):

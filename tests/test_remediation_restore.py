@@ -3,7 +3,6 @@ Litestream, the app really stopped and started."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import sqlite3
 import subprocess
@@ -13,8 +12,9 @@ from pathlib import Path
 import pytest
 
 from pitwatch.core import backups
-from pitwatch.core.procs import Child, free_port, wait_until
+from pitwatch.core.procs import Child, free_port
 from support.platform import PY, damage, make_db, make_platform
+from support.waiting import EVENTUALLY, wait_until
 
 
 @pytest.fixture
@@ -107,7 +107,7 @@ def test_restore_from_litestream_with_the_rpo_of_the_newest_row(platform, tmp_pa
                 return False
             return count(probe) == 520
 
-        wait_until(replicated, 30, interval=0.5, what="the replica")
+        wait_until(replicated, EVENTUALLY, interval=0.5, what="the replica")
     damage(platform.db)
     out = platform.pitwatch("restore", "--json")
     assert out.returncode == 0, out.stderr
@@ -151,8 +151,8 @@ def test_kill_9_at_any_point_leaves_the_old_or_the_new_database(platform, tmp_pa
         started = time.monotonic()
         if isinstance(trigger, str):
             wait_until(lambda: trigger in platform.calls()[before:] or proc.poll() is not None,
-                       30, interval=0.01, what=trigger)
-            time.sleep(0.1)
+                       EVENTUALLY, interval=0.01, what=trigger)
+            time.sleep(0.1)  # the kill lands just after that call
         else:
             while time.monotonic() - started < trigger and proc.poll() is None:
                 time.sleep(0.01)

@@ -22,7 +22,8 @@ from pitwatch import drills
 from pitwatch.core import backups, config
 from pitwatch.demo import stack
 from pitwatch.mailsink import read_mail
-from pitwatch.core.procs import Child, wait_until
+from pitwatch.core.procs import Child
+from support.waiting import EVENTUALLY, STACK_STARTUP, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -30,9 +31,10 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     root = tmp_path_factory.mktemp("e2e") / "demo"
-    child = Child("demo", [sys.executable, "-m", "pitwatch", "demo", str(root), "--seconds", "1200"],
+    # --seconds only ends it if the module cannot (the last test stops it with Ctrl-C).
+    child = Child("demo", [sys.executable, "-m", "pitwatch", "demo", str(root), "--seconds", "7200"],
                   log=root.parent / "demo.log")
-    wait_until(lambda: stack.running(root) is not None, 120, interval=0.5,
+    wait_until(lambda: stack.running(root) is not None, STACK_STARTUP, interval=0.5,
                what="the demo stack (see demo.log)")
     yield root, child
     child.stop(grace=30)
@@ -138,7 +140,7 @@ def test_stop_leaves_no_process_behind(demo):
             if c.get("pid")]
     app_pid = int((root / "run" / "app.pid").read_text())  # restarted by the rollback
     child.proc.send_signal(2)  # Ctrl-C
-    child.proc.wait(60)
+    child.proc.wait(STACK_STARTUP)
     wait_until(lambda: not any(psutil.pid_exists(p) and psutil.Process(p).status() != "zombie"
-                               for p in [*pids, app_pid]), 30, what="every component to stop")
+                               for p in [*pids, app_pid]), EVENTUALLY, what="every component to stop")
     assert not os.path.exists(root / "run" / "app.pid")
