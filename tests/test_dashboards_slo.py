@@ -58,10 +58,9 @@ def alert_rules() -> list[dict]:
 
 @pytest.fixture(scope="module")
 def rules() -> list[dict]:
-    if not any(RULES.glob("*.yml")):
-        pytest.skip("alerts/rules/ is empty: the alert rules to compare against are not "
-                    "written yet")
-    return alert_rules()
+    found = alert_rules()
+    assert found, "alerts/rules/ has no alert rule to compare the dashboard thresholds with"
+    return found
 
 
 def test_comparison_parser():
