@@ -96,6 +96,7 @@ def alert(name: str, labels: dict, value: str, description: str) -> dict:
     }
 
 
+@pytest.mark.slow  # starts an Alertmanager
 def test_mail_and_webhook_from_a_real_alertmanager(stack):
     started = time.monotonic()
     post_alerts(stack["am"], [

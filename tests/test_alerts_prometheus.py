@@ -19,6 +19,8 @@ from pitwatch.exporters.flask import instrument
 from pitwatch.core.procs import Child, free_port, wait_http
 from support.waiting import EVENTUALLY, STARTUP, wait_until
 
+pytestmark = pytest.mark.slow  # starts Prometheus
+
 ROOT = Path(__file__).resolve().parent.parent
 
 

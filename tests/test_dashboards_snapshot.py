@@ -23,6 +23,8 @@ from pitwatch.dashboards import queries
 from pitwatch.core.procs import Child, free_port, wait_http
 from support.waiting import EVENTUALLY, STARTUP, wait_until
 
+pytestmark = pytest.mark.slow  # starts Prometheus
+
 ROOT = Path(__file__).resolve().parent.parent
 EXPOSED_ON_OVERVIEW = ["Availability", "API p95 latency", "5xx ratio", "Trades per minute",
                        "Newest backup age", "TLS time left", "App memory", "Firing alerts",

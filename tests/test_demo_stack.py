@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import psutil
+import pytest
 import requests
 
 from pitwatch.core import config
@@ -30,6 +31,7 @@ def group_members(pgid: int) -> list[int]:
     return out
 
 
+@pytest.mark.slow  # starts the demo stack
 def test_demo_runs_answers_survives_a_restart_and_leaves_nothing(tmp_path):
     root = tmp_path / "demo"
     log = open(tmp_path / "demo.out", "w")

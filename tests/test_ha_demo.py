@@ -8,12 +8,15 @@ import subprocess
 import sys
 from datetime import datetime, timezone
 
+import pytest
 import requests
 import yaml
 
 from pitwatch.core import config
 from support.remediation import journal_rows
 from support.waiting import EVENTUALLY, STACK_STARTUP, holds, wait_until
+
+pytestmark = pytest.mark.slow  # starts the demo stack
 
 
 def test_ha_demo_clusters_and_acts_once(tmp_path):

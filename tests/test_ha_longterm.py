@@ -19,6 +19,8 @@ from pitwatch.demo.stack import Stack, components
 from pitwatch.core.procs import Child, free_port, wait_http
 from support.waiting import STARTUP, wait_until
 
+pytestmark = pytest.mark.slow  # starts the demo stack's Prometheus
+
 README = Path(__file__).resolve().parent.parent / "compose" / "README.md"
 
 

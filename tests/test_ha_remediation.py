@@ -33,6 +33,8 @@ from support.remediation import PY, Receiver, journal_rows, remediation_config
 from support.servers import start_redis
 from support.waiting import EVENTUALLY, STARTUP, holds, wait_until
 
+pytestmark = pytest.mark.slow  # starts two Alertmanagers
+
 # Appends "<fingerprint> <startsAt> <fencing token>" to the file: one line per run.
 RECORD = ("import os, sys; open(sys.argv[1], 'a').write(' '.join(os.environ[k] for k in "
           "('PITWATCH_FINGERPRINT', 'PITWATCH_STARTS_AT', 'PITWATCH_FENCING_TOKEN')) + '\\n')")

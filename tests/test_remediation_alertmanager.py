@@ -14,6 +14,8 @@ from support.platform import make_platform
 from support.remediation import Receiver, journal_rows, remediation_config
 from support.waiting import EVENTUALLY, STARTUP, wait_until
 
+pytestmark = pytest.mark.slow  # starts an Alertmanager
+
 
 def iso(dt: datetime) -> str:
     return dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")

@@ -25,7 +25,7 @@ from pitwatch.mailsink import read_mail
 from pitwatch.core.procs import Child
 from support.waiting import EVENTUALLY, STACK_STARTUP, wait_until
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.slow  # starts the demo stack
 
 
 @pytest.fixture(scope="module")
