@@ -8,7 +8,7 @@ from pitwatch.dashboards.common import (
 from pitwatch.dashboards.promql import or_zero, quantile, rate
 
 PROBE = "pitwatch_sqlite_probe_query_duration_seconds"
-APP_QUERY = "trading_db_query_duration_seconds"
+APP_QUERY = "pitwatch_app_db_query_duration_seconds"
 OK = steps(RED, (1, GREEN))
 
 dashboard = board("database", "pitwatch / Database",
@@ -47,7 +47,7 @@ dashboard = board("database", "pitwatch / Database",
                        ("max(pitwatch_sqlite_freelist_bytes)", "freelist")), units.BYTES),
     timeseries("App database errors", "Errors the app met talking to the database, per "
                "second, by kind (corruption, locked, other).",
-               targets((or_zero(rate("trading_db_errors_total", "kind")), "{{kind}}")),
+               targets((or_zero(rate("pitwatch_app_db_errors_total", "kind")), "{{kind}}")),
                units.OPS_PER_SECOND, links=[runbook_link("AppDatabaseErrors")]),
     timeseries("Integrity check duration", "How long each background check took.",
                targets(("max by (check) (pitwatch_sqlite_integrity_check_duration_seconds)",

@@ -26,12 +26,12 @@ def quantile(q: float, histogram: str, by: str = "") -> str:
 # --- app (job "app") ---------------------------------------------------------------
 APP_UP = 'up{job="app"}'
 AVAILABILITY = 'avg(avg_over_time(up{job="app"}[$__range]))'
-REQUESTS = rate("flask_http_request_total")
-API_P95 = quantile(0.95, "flask_http_request_duration_seconds")
+REQUESTS = rate("pitwatch_app_http_request_total")
+API_P95 = quantile(0.95, "pitwatch_app_http_request_duration_seconds")
 # No 5xx at all is a ratio of 0, not "No data".
-ERRORS = rate('flask_http_request_total{status=~"5.."}')
+ERRORS = rate('pitwatch_app_http_request_total{status=~"5.."}')
 ERROR_RATIO = f"({or_zero(ERRORS)}) / {REQUESTS}"
-TRADES_PER_MINUTE = f"{rate('trading_trades_processed_total')} * 60"
+TRADES_PER_MINUTE = f"{rate('pitwatch_app_trades_processed_total')} * 60"
 
 # --- trading (exporter) --------------------------------------------------------------
 LAST_TRADE_AGE = "time() - max(pitwatch_trading_last_trade_timestamp_seconds)"

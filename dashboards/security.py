@@ -33,7 +33,7 @@ dashboard = board("security", "pitwatch / Security",
                "own login failures by reason.",
                targets((or_zero(f"{rate('pitwatch_security_login_failures_total', 'source')}"
                                 f" * 60"), "log {{source}}"),
-                       (or_zero(f"{rate('trading_login_failures_total', 'reason')} * 60"),
+                       (or_zero(f"{rate('pitwatch_app_login_failures_total', 'reason')} * 60"),
                         "app {{reason}}")), units.OPS_PER_MINUTE),
     stat("Security headers", "Whether the app's responses carry each required header.",
          targets(("min by (header) (pitwatch_security_http_header_present)", "{{header}}")),

@@ -19,9 +19,9 @@ class Slo:
     description: str
 
 
-API_P95 = Slo("AppHighLatency", "warning", "flask_http_request_duration_seconds_bucket", 0.200,
-              "above", "API request latency p95 stays under 200 ms")
-ERROR_RATIO = Slo("AppHighErrorRate", "critical", "flask_http_request_total", 0.05, "above",
+API_P95 = Slo("AppHighLatency", "warning", "pitwatch_app_http_request_duration_seconds_bucket",
+              0.200, "above", "API request latency p95 stays under 200 ms")
+ERROR_RATIO = Slo("AppHighErrorRate", "critical", "pitwatch_app_http_request_total", 0.05, "above",
                   "at most 5 % of API requests answer 5xx")
 DB_PROBE_P99 = Slo("DatabaseProbeQuerySlow", "warning",
                    "pitwatch_sqlite_probe_query_duration_seconds_bucket", 0.050, "above",

@@ -7,7 +7,7 @@ from pitwatch.dashboards.common import (
 )
 from pitwatch.dashboards.promql import or_zero, quantile, rate
 
-LATENCY = "flask_http_request_duration_seconds"
+LATENCY = "pitwatch_app_http_request_duration_seconds"
 
 dashboard = board("trading", "pitwatch / Trading",
                   "The trading app in depth: requests, latency, errors, trades and positions.", [
@@ -28,11 +28,11 @@ dashboard = board("trading", "pitwatch / Trading",
          links=[runbook_link("NoTradesWhileMarketOpen")]),
     stat("Market open", "CME Globex session state from the exporter's market calendar.",
          "max(pitwatch_market_open)", units.YES_NO, graph=False),
-    stat("Release", "The version the app reports (trading_build_info).",
-         "max by (version) (trading_build_info)", units.SHORT, graph=False, text="name",
+    stat("Release", "The version the app reports (pitwatch_app_build_info).",
+         "max by (version) (pitwatch_app_build_info)", units.SHORT, graph=False, text="name",
          links=[board_link("remediation", "Remediation")]),
     timeseries("Requests by status", "Request rate split by HTTP status.",
-               targets((rate("flask_http_request_total", "status"), "{{status}}")),
+               targets((rate("pitwatch_app_http_request_total", "status"), "{{status}}")),
                units.REQUESTS_PER_SECOND, stack=True),
     timeseries("Latency quantiles", f"p50, p95 and p99 of request duration over all "
                f"routes; the dashed line is the p95 SLO ({slo.API_P95.description}).",
@@ -47,17 +47,17 @@ dashboard = board("trading", "pitwatch / Trading",
                units.PERCENT, thresholds=slo_steps(slo.ERROR_RATIO),
                links=[runbook_link(slo.ERROR_RATIO.alert)]),
     timeseries("Trades per minute by instrument", "Trades processed per instrument.",
-               targets((f"{rate('trading_trades_processed_total', 'instrument')} * 60",
+               targets((f"{rate('pitwatch_app_trades_processed_total', 'instrument')} * 60",
                         "{{instrument}}")), units.OPS_PER_MINUTE, stack=True),
     timeseries("Open positions by symbol", "Positions not closed yet (exporter's SQL).",
                targets(("sum by (symbol) (pitwatch_trading_open_positions)", "{{symbol}}")),
                units.SHORT, stack=True),
     timeseries("Positions opened and chart requests", "Per minute: positions opened, chart "
                "requests by timeframe.",
-               targets((f"{rate('trading_positions_opened_total')} * 60", "positions opened"),
-                       (f"{rate('trading_chart_requests_total', 'timeframe')} * 60",
+               targets((f"{rate('pitwatch_app_positions_opened_total')} * 60", "positions opened"),
+                       (f"{rate('pitwatch_app_chart_requests_total', 'timeframe')} * 60",
                         "charts {{timeframe}}")), units.OPS_PER_MINUTE),
     timeseries("Unhandled exceptions", "Requests that raised an exception in a view, per "
-               "second.", targets((or_zero(rate("flask_http_request_exceptions_total")),
+               "second.", targets((or_zero(rate("pitwatch_app_http_request_exceptions_total")),
                                    "exceptions")), units.REQUESTS_PER_SECOND),
 ])

@@ -358,7 +358,7 @@ def warm_up(p: Platform, scenario: Scenario, timeout: float = 180, echo=print) -
     echo("warming up: waiting for scrapes, rate windows and a quiet alert")
     while time.time() < deadline:
         try:
-            rates = p.query('sum(rate(flask_http_request_total{job="app"}[30s])) > 0')
+            rates = p.query('sum(rate(pitwatch_app_http_request_total{job="app"}[30s])) > 0')
             up = p.query('min(up{job=~"app|exporter|remediator"})')
             # A fault needs the previous episode gone and a full window of healthy traffic.
             quiet = not set(scenario.alerts) & set(p.alerts())

@@ -373,12 +373,13 @@ app = Flask("trading")
 def chart(symbol):
     return {"symbol": symbol}
 
-metrics = instrument(app, "1.4.2")
+app.config["VERSION"] = "1.4.2"
+metrics = instrument(app)  # the documented line
 client = app.test_client()
 for symbol in ("ES", "NQ", "ES"):
     assert client.get(f"/api/chart/{symbol}").status_code == 200
 metrics.trade_processed("ES")
-metrics.trade_processed("BTC")
+metrics.trade_processed("MNQ SEP25")
 with metrics.db_query():
     pass
 resp = client.get("/metrics")
@@ -422,13 +423,15 @@ def test_app_extra_installs_beside_an_apps_older_pins(wheel, tmp_path):
     assert result["status"] == 200 and result["versions"] == APP_PINS
     samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
                for fam in text_string_to_metric_families(result["body"]) for s in fam.samples}
-    assert samples[("flask_http_request_total", (("method", "GET"), ("status", "200")))] == 3.0
-    assert samples[("flask_http_request_duration_seconds_count",
-                    (("method", "GET"), ("status", "200"), ("url_rule", "/api/chart/<symbol>")))] == 3.0
-    assert samples[("trading_build_info", (("version", "1.4.2"),))] == 1.0
-    assert samples[("trading_trades_processed_total", (("instrument", "ES"),))] == 1.0
-    assert samples[("trading_trades_processed_total", (("instrument", "other"),))] == 1.0
-    assert samples[("trading_db_query_duration_seconds_count", ())] == 1.0
+    get_200 = (("method", "GET"), ("status", "200"))
+    assert samples[("pitwatch_app_http_request_total", get_200)] == 3.0
+    assert samples[("pitwatch_app_http_request_duration_seconds_count",
+                    (*get_200, ("url_rule", "/api/chart/<symbol>")))] == 3.0
+    assert samples[("pitwatch_app_build_info", (("version", "1.4.2"),))] == 1.0
+    assert samples[("pitwatch_app_trades_processed_total", (("instrument", "ES"),))] == 1.0
+    assert samples[("pitwatch_app_trades_processed_total", (("instrument", "MNQ"),))] == 1.0
+    assert samples[("pitwatch_app_trades_processed_total", (("instrument", "other"),))] == 0.0
+    assert samples[("pitwatch_app_db_query_duration_seconds_count", ())] == 1.0
 
     # The config (pydantic 2.5) and the collectors (prometheus_client 0.19, psutil 5.9)
     # work with the app's versions too.

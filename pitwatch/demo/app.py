@@ -139,10 +139,13 @@ def create_app(config: Config, instrument: bool = True) -> Flask:
     release = releases.current(plat.releases_dir)
     app = Flask("pitwatch.demo")
     app.json.sort_keys = False
+    app.config["VERSION"] = release.version  # what the instrumentation reports
     if instrument:
         from pitwatch.exporters.flask import instrument as add_metrics
 
-        metrics = add_metrics(app, release.version, instruments=tuple(INSTRUMENTS))
+        # The one documented line, plus the listed symbols' series from the start
+        # (so rate() has a 0 to start from).
+        metrics = add_metrics(app, instruments=tuple(INSTRUMENTS))
     else:
         metrics = NoMetrics()
     app.extensions["pitwatch"] = {"release": release, "metrics": metrics}

@@ -57,7 +57,7 @@ _CORRUPT, _NOTADB, _BUSY, _LOCKED = 11, 26, 5, 6
 
 
 def error_kind(exc: sqlite3.Error) -> str:
-    """corruption | locked | other, for trading_db_errors_total{kind}."""
+    """corruption | locked | other, for pitwatch_app_db_errors_total{kind}."""
     code = (getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF
     text = str(exc).lower()
     if code in (_CORRUPT, _NOTADB) or "malformed" in text or "not a database" in text:
