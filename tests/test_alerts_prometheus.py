@@ -88,7 +88,7 @@ def test_error_rate_alert_fires_after_a_real_fault(prometheus_and_app):
     base, app, prom = prometheus_and_app
 
     def scraped() -> bool:
-        q = urllib.parse.quote('sum(rate(flask_http_request_total{job="app"}[30s])) > 0')
+        q = urllib.parse.quote('sum(rate(pitwatch_app_http_request_total{job="app"}[30s])) > 0')
         with urllib.request.urlopen(f"{base}/api/v1/query?query={q}", timeout=5) as resp:
             return bool(json.load(resp)["data"]["result"])
 

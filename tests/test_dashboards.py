@@ -153,8 +153,8 @@ def test_every_panel_has_a_known_unit_title_and_description(models):
 
 def test_overview_shows_what_the_platform_is_judged_by(models):
     exprs = " ".join(t["expr"] for p in models["overview"]["panels"] for t in p["targets"])
-    for needle in ('up{job="app"}', "flask_http_request_duration_seconds_bucket",
-                   'status=~"5.."', "trading_trades_processed_total",
+    for needle in ('up{job="app"}', "pitwatch_app_http_request_duration_seconds_bucket",
+                   'status=~"5.."', "pitwatch_app_trades_processed_total",
                    "pitwatch_trading_last_trade_timestamp_seconds",
                    "pitwatch_sqlite_probe_query_duration_seconds_bucket",
                    "pitwatch_backup_snapshot_last_success_timestamp_seconds",

@@ -38,11 +38,11 @@ class Traffic:
     def __init__(self):
         self.registry = CollectorRegistry()
         r = self.registry
-        self.requests = Counter("flask_http_request", "Requests.", ["method", "status"],
+        self.requests = Counter("pitwatch_app_http_request", "Requests.", ["method", "status"],
                                 registry=r)
-        self.latency = Histogram("flask_http_request_duration_seconds", "Latency.",
+        self.latency = Histogram("pitwatch_app_http_request_duration_seconds", "Latency.",
                                  ["method", "status", "url_rule"], registry=r)
-        self.trades = Counter("trading_trades_processed", "Trades.", ["instrument"], registry=r)
+        self.trades = Counter("pitwatch_app_trades_processed", "Trades.", ["instrument"], registry=r)
         Gauge("pitwatch_app_process_resident_memory_bytes", "RSS.", registry=r).set(300e6)
         Gauge("pitwatch_backup_snapshot_last_success_timestamp_seconds", "Snapshot.",
               registry=r).set_to_current_time()

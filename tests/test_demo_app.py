@@ -75,13 +75,13 @@ def test_trade_positions_chart_and_metrics(cfg):
     assert client.get("/api/chart/XX?timeframe=1m").status_code == 404
 
     metrics = client.get("/metrics").get_data(as_text=True)
-    assert sample(metrics, "trading_trades_processed_total", instrument="ES") == 3
-    assert sample(metrics, "trading_positions_opened_total") == 2
-    assert sample(metrics, "trading_chart_requests_total", timeframe="1m") == 2
-    assert sample(metrics, "trading_build_info", version="1.4.2") == 1
-    assert sample(metrics, "flask_http_request_duration_seconds_count",
+    assert sample(metrics, "pitwatch_app_trades_processed_total", instrument="ES") == 3
+    assert sample(metrics, "pitwatch_app_positions_opened_total") == 2
+    assert sample(metrics, "pitwatch_app_chart_requests_total", timeframe="1m") == 2
+    assert sample(metrics, "pitwatch_app_build_info", version="1.4.2") == 1
+    assert sample(metrics, "pitwatch_app_http_request_duration_seconds_count",
                   url_rule="/api/chart/<symbol>", method="GET", status="200") == 2
-    assert sample(metrics, "trading_db_query_duration_seconds_count") >= 6
+    assert sample(metrics, "pitwatch_app_db_query_duration_seconds_count") >= 6
 
 
 @pytest.mark.parametrize("body, field", [
@@ -104,7 +104,7 @@ def test_bad_trade_is_a_400_naming_the_field_and_stores_nothing(cfg, body, field
     bad_tf = client.get("/api/chart/ES?timeframe=7m")
     assert bad_tf.status_code == 400 and bad_tf.get_json()["field"] == "timeframe"
     metrics = client.get("/metrics").get_data(as_text=True)
-    assert sample(metrics, "trading_chart_requests_total", timeframe="other") == 1
+    assert sample(metrics, "pitwatch_app_chart_requests_total", timeframe="other") == 1
 
 
 def test_security_headers_on_every_response(cfg):
@@ -135,9 +135,9 @@ def test_failed_logins_go_to_the_auth_log_and_the_counter(cfg):
     assert "authentication failure" in lines[2] and "user=mallory" in lines[2]
     assert all(re.search(cfg.security.auth_failure_pattern, line) for line in lines)
     metrics = client.get("/metrics").get_data(as_text=True)
-    assert sample(metrics, "trading_login_failures_total", reason="bad_password") == 1
-    assert sample(metrics, "trading_login_failures_total", reason="unknown_user") == 2
-    assert sample(metrics, "trading_login_failures_total", reason="locked") == 1
+    assert sample(metrics, "pitwatch_app_login_failures_total", reason="bad_password") == 1
+    assert sample(metrics, "pitwatch_app_login_failures_total", reason="unknown_user") == 2
+    assert sample(metrics, "pitwatch_app_login_failures_total", reason="locked") == 1
 
 
 def _corrupt(path, header: bool):
@@ -166,8 +166,8 @@ def test_damaged_database_is_a_503_and_a_metric_not_a_crash(cfg, header):
     r = client.post("/api/trades", json={"symbol": "ES", "side": "buy", "quantity": 1, "price": 6000})
     assert r.status_code == 503 and "corruption" in r.get_json()["error"]
     metrics = client.get("/metrics").get_data(as_text=True)
-    assert sample(metrics, "trading_db_errors_total", kind="corruption") >= 2
-    assert sample(metrics, "flask_http_request_total", method="POST", status="503") == 1
+    assert sample(metrics, "pitwatch_app_db_errors_total", kind="corruption") >= 2
+    assert sample(metrics, "pitwatch_app_http_request_total", method="POST", status="503") == 1
 
 
 def test_missing_database_is_not_silently_recreated(cfg):
@@ -245,8 +245,8 @@ def test_real_server_restart_switches_to_the_bad_release_and_back(cfg):
         assert 6 <= errors <= 36, status  # ~30% of 60; bounds hold with p > 0.999
         assert statistics.median(bad_lat) > statistics.median(good_lat) + 0.2
         metrics = requests.get(url + "/metrics", timeout=5).text
-        assert sample(metrics, "flask_http_request_total", method="GET", status="500") == errors
-        assert sample(metrics, "trading_build_info", version="1.5.0") == 1
+        assert sample(metrics, "pitwatch_app_http_request_total", method="GET", status="500") == errors
+        assert sample(metrics, "pitwatch_app_build_info", version="1.5.0") == 1
 
         releases.point_current(cfg.platform.releases_dir, platform.GOOD_RELEASE.version)
         restart = subprocess.run(cfg.platform.restart_command, capture_output=True, text=True,

@@ -21,11 +21,11 @@ from pitwatch.core.procs import Child, free_port, wait_http
 from support.fixtures import without_redis
 from support.waiting import STARTUP
 
-DOC_METRICS = ("flask_http_request_duration_seconds", "flask_http_request_total",
-               "flask_http_request_exceptions_total", "trading_trades_processed_total",
-               "trading_positions_opened_total", "trading_chart_requests_total",
-               "trading_login_failures_total", "trading_db_errors_total",
-               "trading_db_query_duration_seconds", "trading_build_info")
+DOC_METRICS = ("pitwatch_app_http_request_duration_seconds", "pitwatch_app_http_request_total",
+               "pitwatch_app_http_request_exceptions_total", "pitwatch_app_trades_processed_total",
+               "pitwatch_app_positions_opened_total", "pitwatch_app_chart_requests_total",
+               "pitwatch_app_login_failures_total", "pitwatch_app_db_errors_total",
+               "pitwatch_app_db_query_duration_seconds", "pitwatch_app_build_info")
 
 
 def samples(text: str) -> dict[tuple, float]:
@@ -60,7 +60,7 @@ def test_two_apps_in_one_process_keep_separate_metrics():
         assert a.get(f"/item/{i}").status_code == 200
     assert b.get("/item/7").status_code == 200
     m_a.trade_processed("ES")
-    m_a.trade_processed("BTC")  # not a listed instrument
+    m_a.trade_processed("ESZ5")  # a contract month: counted as its root
     m_a.chart_request("13m")
     m_a.login_failure("because")
     m_a.db_error("disk on fire")
@@ -72,22 +72,22 @@ def test_two_apps_in_one_process_keep_separate_metrics():
     for name in DOC_METRICS:
         assert name.removesuffix("_total") in names, name
     # Grouped by the rule, not by the path with its id.
-    assert value(ta, "flask_http_request_duration_seconds_count",
+    assert value(ta, "pitwatch_app_http_request_duration_seconds_count",
                  method="GET", status="200", url_rule="/item/<int:item_id>") == 3
-    assert value(tb, "flask_http_request_duration_seconds_count",
+    assert value(tb, "pitwatch_app_http_request_duration_seconds_count",
                  method="GET", status="200", url_rule="/item/<int:item_id>") == 1
-    assert value(ta, "trading_build_info", version="1.0.0") == 1
-    assert value(ta, "trading_build_info", version="2.0.0") is None
-    assert value(ta, "trading_trades_processed_total", instrument="ES") == 1
-    assert value(ta, "trading_trades_processed_total", instrument="other") == 1
-    assert value(ta, "trading_chart_requests_total", timeframe="other") == 1
-    assert value(ta, "trading_login_failures_total", reason="bad_password") == 0
-    assert value(ta, "trading_db_errors_total", kind="other") == 1
-    assert value(ta, "trading_db_query_duration_seconds_count") == 1
-    assert value(tb, "trading_trades_processed_total", instrument="ES") == 0
+    assert value(ta, "pitwatch_app_build_info", version="1.0.0") == 1
+    assert value(ta, "pitwatch_app_build_info", version="2.0.0") is None
+    assert value(ta, "pitwatch_app_trades_processed_total", instrument="ES") == 2
+    assert value(ta, "pitwatch_app_trades_processed_total", instrument="other") == 0
+    assert value(ta, "pitwatch_app_chart_requests_total", timeframe="other") == 1
+    assert value(ta, "pitwatch_app_login_failures_total", reason="bad_password") == 0
+    assert value(ta, "pitwatch_app_db_errors_total", kind="other") == 1
+    assert value(ta, "pitwatch_app_db_query_duration_seconds_count") == 1
+    assert value(tb, "pitwatch_app_trades_processed_total", instrument="ES") is None  # none leaked
     # Label values are bounded: nothing arbitrary ever became a label.
     label_values = {v for (_, labels) in samples(ta) for _, v in labels}
-    assert not label_values & {"BTC", "13m", "because", "disk on fire"}
+    assert not label_values & {"ESZ5", "13m", "because", "disk on fire"}
 
 
 def test_exceptions_are_counted():
@@ -96,8 +96,8 @@ def test_exceptions_are_counted():
     client = app.test_client()
     assert client.get("/item/13").status_code == 500
     text = client.get("/metrics").get_data(as_text=True)
-    assert value(text, "flask_http_request_exceptions_total", method="GET", status="500") == 1
-    assert value(text, "flask_http_request_total", method="GET", status="500") == 1
+    assert value(text, "pitwatch_app_http_request_exceptions_total", method="GET", status="500") == 1
+    assert value(text, "pitwatch_app_http_request_total", method="GET", status="500") == 1
 
 
 def test_exposition_passes_promtool():
@@ -152,9 +152,9 @@ def test_gunicorn_two_workers_one_metrics_view(demo_config, tmp_path):
         seen = Counter()
         for _ in range(6):  # whichever worker answers, the numbers are the sum of both
             text = requests.get(url + "/metrics", headers={"Connection": "close"}, timeout=10).text
-            seen[(value(text, "trading_trades_processed_total", instrument="GC"),
-                  value(text, "flask_http_request_total", method="POST", status="201"),
-                  value(text, "trading_build_info", version="1.4.2"))] += 1
+            seen[(value(text, "pitwatch_app_trades_processed_total", instrument="GC"),
+                  value(text, "pitwatch_app_http_request_total", method="POST", status="201"),
+                  value(text, "pitwatch_app_build_info", version="1.4.2"))] += 1
         assert list(seen) == [(float(sent), float(sent), 1.0)], seen
         assert cfg.platform.app_url  # the config the workers read is valid
         lint = subprocess.run(["promtool", "check", "metrics"], input=text,
