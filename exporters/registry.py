@@ -57,7 +57,8 @@ def build_concerns(cfg: Config) -> list[Concern]:
     plat, sec = cfg.platform, cfg.security
     concerns: list[Concern] = [
         MarketCollector(),
-        TradingCollector(plat.database, cfg.trading_queries),
+        TradingCollector(plat.database, cfg.trading_queries, cfg.exporter.trading_query_interval,
+                         cfg.exporter.trading_query_timeout),
         DatabaseCollector(plat.database, cfg.exporter.quick_check_interval,
                           cfg.exporter.integrity_check_interval),
     ]

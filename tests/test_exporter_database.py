@@ -44,7 +44,7 @@ def test_healthy_database(tmp_path):
 
 def test_trading_queries_become_labelled_gauges(tmp_path):
     db = make_db(tmp_path / "trading.db", trades=50)
-    got = samples(TradingCollector(db, QUERY_MODELS))
+    got = samples(TradingCollector(db, QUERY_MODELS).run_checks_once())
     newest = sqlite3.connect(db).execute("select max(ts) from trades").fetchone()[0]
     assert success(got, "trading") == 1
     assert value(got, "pitwatch_trading_last_trade_timestamp_seconds") == newest
@@ -59,7 +59,7 @@ def test_bad_query_fails_alone_and_logs_once_per_state_change(tmp_path, caplog):
                TradingQuery(name="words", sql="select symbol, symbol from trades"),
                TradingQuery(name="empty", sql="select max(ts) from trades where 0"),
                *QUERY_MODELS]
-    col = TradingCollector(db, queries)
+    col = TradingCollector(db, queries).run_checks_once()
     with caplog.at_level(logging.INFO, logger="pitwatch.exporter"):
         for _ in range(3):
             got = samples(col)
@@ -69,6 +69,7 @@ def test_bad_query_fails_alone_and_logs_once_per_state_change(tmp_path, caplog):
     failing = [r for r in caplog.records if "failing" in r.getMessage()]
     assert len(failing) == 1 and "broken" in failing[0].getMessage() and "number" in failing[0].getMessage()
     col.queries = QUERY_MODELS
+    col.run_checks_once()
     with caplog.at_level(logging.INFO, logger="pitwatch.exporter"):
         samples(col)
         samples(col)
@@ -90,7 +91,8 @@ def test_locked_database_fails_fast(tmp_path):
     holder.execute("insert into trades(symbol, ts, qty) values ('ES', 1, 1)")
     try:
         started = time.perf_counter()
-        got = {**samples(DatabaseCollector(db)), **samples(TradingCollector(db, QUERY_MODELS))}
+        got = {**samples(DatabaseCollector(db)),
+               **samples(TradingCollector(db, QUERY_MODELS).run_checks_once())}
         took = time.perf_counter() - started
     finally:
         holder.rollback()
@@ -107,7 +109,7 @@ def test_overwritten_pages_fail_the_integrity_checks(tmp_path):
     col = DatabaseCollector(db)
     for check in col.checks():
         check.run_once()
-    got = {**samples(col), **samples(TradingCollector(db, QUERY_MODELS))}
+    got = {**samples(col), **samples(TradingCollector(db, QUERY_MODELS).run_checks_once())}
     assert value(got, "pitwatch_sqlite_integrity_check_ok", check="quick_check") == 0
     assert value(got, "pitwatch_sqlite_integrity_check_ok", check="integrity_check") == 0
     assert "ok" != col.details()["quick_check"]
@@ -122,7 +124,7 @@ def test_truncated_database(tmp_path):
     col = DatabaseCollector(db)
     for check in col.checks():
         check.run_once()
-    got = {**samples(col), **samples(TradingCollector(db, QUERY_MODELS))}
+    got = {**samples(col), **samples(TradingCollector(db, QUERY_MODELS).run_checks_once())}
     assert value(got, "pitwatch_sqlite_integrity_check_ok", check="quick_check") == 0
     assert success(got, "trading") == 0
 
