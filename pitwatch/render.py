@@ -88,15 +88,19 @@ def prometheus(cfg: Config, rules: str = "rules/*.yml") -> dict:
             job["metrics_path"] = spec.metrics_path
         job.update(_discovery(targets, spec.dns))
         jobs.append(job)
-    interval = f"{mon.scrape_interval:g}s"
-    return {
-        "global": {"scrape_interval": interval,
+    config = {
+        "global": {"scrape_interval": f"{mon.scrape_interval:g}s",
                    "scrape_timeout": f"{max(mon.scrape_interval - 1, 1):g}s",
                    "evaluation_interval": f"{mon.evaluation_interval:g}s"},
         "rule_files": [rules],
         "alerting": {"alertmanagers": [_discovery(mon.alertmanagers, mon.alertmanagers_dns)]},
         "scrape_configs": jobs,
     }
+    if mon.external_labels:
+        config["global"]["external_labels"] = dict(mon.external_labels)
+    if mon.remote_write:
+        config["remote_write"] = [dict(w) for w in mon.remote_write]
+    return config
 
 
 def _discovery(targets: list[str], dns: bool) -> dict:
@@ -194,7 +198,7 @@ def grafana_provisioning(cfg: Config, dashboards_dir: str) -> dict[str, dict]:
     provider = yaml.safe_load(
         resources.compose("grafana", "provisioning", "dashboards", "pitwatch.yml").read_text())
     for p in provider["providers"]:
-        p["options"]["path"] = cfg.monitoring.grafana_dashboards_path or dashboards_dir
+        p["options"]["path"] = dashboards_dir
     return {"datasources/prometheus.yml": datasource, "dashboards/pitwatch.yml": provider}
 
 

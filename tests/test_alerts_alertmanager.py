@@ -2,8 +2,8 @@
 arrives as mail at a real SMTP server and, when it carries a `remediation` label, at a
 real HTTP endpoint with the bearer token, in the v4 webhook format.
 
-Only the deployment keys named at the top of alertmanager.yml are rewritten; the routes,
-timings and templates are the shipped ones.
+It is rendered by ``pitwatch render`` as a real install's is: only addresses, people and
+secrets change; the routes, timings and templates are the shipped ones.
 """
 from __future__ import annotations
 
@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pitwatch.localconfig import alertmanager as render
 from pitwatch.mailsink import read_mail, serve
 from pitwatch.core.procs import Child, free_port, wait_http
+from support import rendered
 from support.waiting import EVENTUALLY, STARTUP, holds, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -46,10 +46,9 @@ def stack(tmp_path):
     smtp_port, hook_port, am_port = free_port(), free_port(), free_port()
     token_file = tmp_path / "webhook_token"
     token_file.write_text(TOKEN + "\n")
-    config = render(f"127.0.0.1:{smtp_port}", "oncall@example.test",
-                    f"http://127.0.0.1:{hook_port}/alerts", token_file)
-    config_file = tmp_path / "alertmanager.yml"
-    config_file.write_text(yaml.safe_dump(config, sort_keys=False))
+    config_file = rendered.alertmanager(tmp_path / "rendered", f"127.0.0.1:{smtp_port}",
+                                        "oncall@example.test", f"http://127.0.0.1:{hook_port}",
+                                        token_file)
 
     smtp = serve(tmp_path / "mail", "127.0.0.1", smtp_port)
     Hook.received = []
@@ -149,14 +148,15 @@ def test_mail_and_webhook_from_a_real_alertmanager(stack):
 
 
 def test_the_rendered_config_is_valid(tmp_path):
-    """What a renderer writes (YAML load, set, dump) still loads in amtool."""
+    """What the renderer writes still loads in amtool and keeps the shipped routes."""
     import subprocess
 
-    config = render("mail.test:2525", "ops@example.test", "https://remediator.test/alerts",
-                    tmp_path / "t")
-    path = tmp_path / "am.yml"
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    path = rendered.alertmanager(tmp_path, "mail.test:2525", "ops@example.test",
+                                 "https://remediator.test", tmp_path / "t")
     out = subprocess.run(["amtool", "check-config", str(path)], capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
+    config = yaml.safe_load(path.read_text())
+    hook = next(r for r in config["receivers"] if r["name"] == "remediator")["webhook_configs"][0]
+    assert hook["url"] == "https://remediator.test/alerts"
     shipped = yaml.safe_load(AM_CONFIG.read_text())
     assert config["route"] == shipped["route"] and config["inhibit_rules"] == shipped["inhibit_rules"]

@@ -17,6 +17,8 @@ from werkzeug.serving import make_server
 
 from pitwatch.exporters.flask import instrument
 from pitwatch.core.procs import Child, free_port, wait_http
+from pitwatch import render
+from support import rendered
 from support.waiting import EVENTUALLY, STARTUP, wait_until
 
 pytestmark = pytest.mark.slow  # starts Prometheus
@@ -63,7 +65,7 @@ def alerts(base: str) -> list[dict]:
 @pytest.fixture
 def prometheus_and_app(tmp_path):
     app = App()
-    shipped = yaml.safe_load((ROOT / "compose" / "prometheus.yml").read_text())
+    shipped = render.prometheus(rendered.compose_config())
     config = {
         "global": shipped["global"],  # the shipped 5 s scrape and evaluation
         "rule_files": [str(ROOT / "alerts" / "rules" / "trading.yml")],

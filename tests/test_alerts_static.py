@@ -9,14 +9,15 @@ from pathlib import Path
 import pytest
 import yaml
 
+from pitwatch import render
 from pitwatch.core.config import parse_duration
+from support import rendered
 
 ROOT = Path(__file__).resolve().parent.parent
 ALERTS = ROOT / "alerts"
 RULE_FILES = sorted((ALERTS / "rules").glob("*.yml"))
 TEST_FILES = sorted((ALERTS / "tests").glob("*.yml"))
 AM_CONFIG = ALERTS / "alertmanager.yml"
-PROM_CONFIG = ROOT / "compose" / "prometheus.yml"
 RUNBOOK = ALERTS / "runbook.md"
 
 SEVERITIES = {"critical", "warning", "info"}
@@ -61,8 +62,11 @@ def test_promtool_check_rules():
     assert out.returncode == 0, out.stdout + out.stderr
 
 
-def test_promtool_check_config_loads_every_rule_file():
-    out = run("promtool", "check", "config", str(PROM_CONFIG))
+def test_promtool_check_config_loads_every_rule_file(tmp_path):
+    # As the compose stack's render service writes it.
+    render.write(rendered.compose_config(), tmp_path)
+    out = run("promtool", "check", "config",
+              str(tmp_path / "prometheus" / "prometheus.yml"))
     assert out.returncode == 0, out.stdout + out.stderr
     assert f"SUCCESS: {len(RULE_FILES)} rule files found" in out.stdout
 
@@ -134,7 +138,7 @@ def test_alert_labels_and_annotations(rule):
 
 def test_remediation_alerts_fire_within_a_minute():
     """The shipped timings leave the rollback and the restore their budget."""
-    prom = yaml.safe_load(PROM_CONFIG.read_text())["global"]
+    prom = render.prometheus(rendered.compose_config())["global"]
     assert parse_duration(prom["scrape_interval"]) <= 5
     assert parse_duration(prom["evaluation_interval"]) <= 5
     am = yaml.safe_load(AM_CONFIG.read_text())["route"]["routes"]
@@ -222,7 +226,7 @@ def test_scrape_jobs_match_the_catalogue_and_the_absent_alerts():
     catalogue = (ROOT / "docs" / "metrics.md").read_text()
     table = catalogue.split("## Scrape jobs", 1)[1].split("\n## ", 1)[0]
     documented = set(re.findall(r"^\| `(\w+)` \|", table, re.M))
-    scraped = {j["job_name"] for j in yaml.safe_load(PROM_CONFIG.read_text())["scrape_configs"]}
+    scraped = {j["job_name"] for j in render.prometheus(rendered.compose_config())["scrape_configs"]}
     absent = {re.search(r'job="(\w+)"', r["expr"]).group(1)
               for r in rules() if r["alert"] == "ScrapeJobAbsent"}
     assert documented == scraped == absent

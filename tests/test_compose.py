@@ -17,6 +17,7 @@ import yaml
 
 from pitwatch.core import config
 from pitwatch.core.procs import Child, free_port, wait_http
+from support import rendered
 from support.waiting import EVENTUALLY, STARTUP, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -67,7 +68,7 @@ def pw() -> config.Config:
 # -- parsing -------------------------------------------------------------------------
 
 def test_base_file_parses_with_the_example_env(base):
-    expected = {"app", "redis", "litestream", "snapshots", "exporter", "remediator",
+    expected = {"app", "redis", "litestream", "snapshots", "render", "exporter", "remediator",
                 "prometheus", "alertmanager", "grafana", "victoriametrics"}
     assert set(base["services"]) == expected
 
@@ -160,12 +161,25 @@ def test_only_grafana_and_app_publish_ports_on_configurable_addresses():
 def test_backend_network_is_internal():
     assert raw(BASE)["networks"]["backend"]["internal"] is True
     for name, svc in all_services().items():
+        if svc.get("network_mode") == "none":
+            continue  # talks to no one (render writes files)
         nets = svc.get("networks") or {}
         assert "backend" in nets, f"{name} is not on the backend network"
 
 
+def one_shots() -> set[str]:
+    """Services others wait to have completed (`render`): they run once and exit."""
+    return {dep for svc in all_services().values()
+            for dep, cond in (svc.get("depends_on") or {}).items()
+            if cond.get("condition") == "service_completed_successfully"}
+
+
 def test_every_service_has_a_healthcheck_and_a_restart_policy():
+    assert one_shots() == {"render"}
     for name, svc in all_services().items():
+        if name in one_shots():
+            assert svc.get("restart") == "no", f"{name} runs once: it must not restart"
+            continue
         check = svc.get("healthcheck", {})
         assert check.get("test") and not check.get("disable"), f"{name}: no healthcheck"
         assert svc.get("restart") == "unless-stopped", f"{name}: no restart policy"
@@ -340,48 +354,76 @@ def test_files_mounted_from_the_repository_exist(service, path):
         assert any(path.iterdir()), f"{rel} is empty"
 
 
-def test_prometheus_yml_scrapes_every_job_and_replica():
-    path = COMPOSE / "prometheus.yml"
-    doc = raw(path)
-    jobs = {job["job_name"] for job in doc["scrape_configs"]}
-    assert {"app", "exporter", "litestream", "remediator", "alertmanager", "prometheus"} <= jobs
-    text = path.read_text()
-    for host in ("app:5000", "exporter:9108", "litestream:9090"):
-        assert host in text, f"prometheus.yml does not scrape {host}"
-    # Relative rule paths resolve against the config's folder inside the container.
-    config_dir = Path(next(v.split(":")[1] for v in all_services()["prometheus"]["volumes"]
-                           if v.startswith("./prometheus.yml:"))).parent
-    assert doc.get("rule_files"), "no rule_files"
-    for pattern in doc["rule_files"]:
-        inside = os.path.normpath(config_dir / pattern)
-        sources = [v.split(":") for v in all_services()["prometheus"]["volumes"]]
-        hit = [(src, dst) for src, dst, *_ in sources if inside.startswith(dst + "/")]
-        assert hit, f"rule_files {pattern} -> {inside}: no volume of prometheus mounts it"
-        src, dst = hit[0]
-        on_host = (COMPOSE / src / os.path.relpath(inside, dst)).resolve()
-        assert glob.glob(str(on_host)), f"{pattern}: no rule file at {on_host}"
+def rendered_at(service: str) -> str:
+    """Where a monitoring service sees the `rendered` volume the render service writes."""
+    return mount_target(service, "rendered")
 
 
-def test_alertmanager_yml_points_at_the_remediator_with_the_secret_token():
-    path = ROOT / "alerts" / "alertmanager.yml"
-    text = path.read_text()
-    assert "remediator:9095" in text
-    assert "/run/secrets/webhook_token" in text
-    assert "webhook_token" in all_services()["alertmanager"]["secrets"]
-    # Relative template paths resolve against the config's folder inside the container.
-    for pattern in raw(path).get("templates", []):
-        folder = pattern.split("/")[0]
-        assert mount("alertmanager", f"/etc/alertmanager/{folder}") == f"../alerts/{folder}"
+def mount_target(service: str, source: str) -> str:
+    for vol in all_services()[service]["volumes"]:
+        parts = vol.split(":")
+        if parts[0] == source:
+            return parts[1]
+    raise AssertionError(f"{service} does not mount {source}")
 
 
-def test_grafana_provisioning_matches_the_mounts():
-    prov = COMPOSE / "grafana" / "provisioning"
-    assert mount("grafana", "/etc/grafana/provisioning") == "./grafana/provisioning"
-    dashboards_target = next(v.split(":")[1] for v in all_services()["grafana"]["volumes"]
-                             if v.startswith("./grafana/dashboards:"))
-    providers = [p for f in prov.glob("dashboards/*.y*ml") for p in raw(f)["providers"]]
-    assert providers, "no dashboard provider"
-    assert {p["options"]["path"] for p in providers} == {dashboards_target}
-    sources = [d for f in prov.glob("datasources/*.y*ml") for d in raw(f)["datasources"]]
+def test_the_monitoring_services_read_what_render_writes():
+    """One path: compose runs `pitwatch render` on its pitwatch.yml into a volume, and
+    Prometheus, Alertmanager(s) and Grafana read their configs from that volume."""
+    render_svc = all_services()["render"]
+    assert render_svc["command"][:2] == ["pitwatch", "render"]
+    out = render_svc["command"][-1]
+    assert rendered_at("render") == out and not render_svc["volumes"][-1].endswith(":ro")
+    files = rendered.compose_files()
+    for service, flag in (("prometheus", "--config.file="), ("alertmanager", "--config.file="),
+                          ("alertmanager-2", "--config.file=")):
+        assert rendered_at(service) == out
+        (path,) = [a[len(flag):] for a in all_services()[service]["command"] if a.startswith(flag)]
+        assert os.path.relpath(path, out) in files, f"{service} reads {path}: not rendered"
+        deps = all_services()[service]["depends_on"]
+        assert deps["render"] == {"condition": "service_completed_successfully"}
+    grafana = all_services()["grafana"]
+    provisioning = os.path.relpath(grafana["environment"]["GF_PATHS_PROVISIONING"], out)
+    assert rendered_at("grafana") == out
+    assert f"{provisioning}/datasources/prometheus.yml" in files
+
+
+def test_prometheus_scrapes_every_job_and_replica_and_finds_its_rules():
+    files = rendered.compose_files()
+    doc = yaml.safe_load(files["prometheus/prometheus.yml"])
+    jobs = {job["job_name"]: job for job in doc["scrape_configs"]}
+    assert set(jobs) == {"app", "exporter", "litestream", "remediator", "alertmanager",
+                         "prometheus"}
+    for job, host in (("app", "app:5000"), ("exporter", "exporter:9108"),
+                      ("litestream", "litestream:9090")):
+        assert jobs[job]["static_configs"] == [{"targets": [host]}]
+    # Replicas share a service name: each is found by DNS, so each is its own instance.
+    for job, port in (("remediator", 9095), ("alertmanager", 9093)):
+        assert jobs[job]["dns_sd_configs"] == [{"names": [job], "type": "A", "port": port}]
+    assert doc["alerting"]["alertmanagers"][0]["dns_sd_configs"][0]["names"] == ["alertmanager"]
+    (pattern,) = doc["rule_files"]
+    rules = glob.fnmatch.filter(files, os.path.join("prometheus", pattern))
+    assert len(rules) >= 7, f"rule_files {pattern} matches no rendered rule"
+
+
+def test_alertmanager_mails_through_the_relay_and_calls_the_remediator_with_the_secrets():
+    doc = yaml.safe_load(rendered.compose_files()["alertmanager/alertmanager.yml"])
+    receivers = {r["name"]: r for r in doc["receivers"]}
+    hook = receivers["remediator"]["webhook_configs"][0]
+    assert hook["url"] == "http://remediator:9095/alerts"
+    secret = hook["http_config"]["authorization"]["credentials_file"]
+    assert doc["global"]["smtp_auth_password_file"] == "/run/secrets/smtp_password"
+    assert doc["global"]["smtp_smarthost"] != "mail:25"  # no such service in the stack
+    for service in ("alertmanager", "alertmanager-2"):
+        for path in (secret, doc["global"]["smtp_auth_password_file"]):
+            assert Path(path).name in all_services()[service]["secrets"], (service, path)
+
+
+def test_grafana_provisioning_reads_the_rendered_boards():
+    files = rendered.compose_files()
+    (provider,) = yaml.safe_load(files["grafana/provisioning/dashboards/pitwatch.yml"])["providers"]
+    boards = os.path.relpath(provider["options"]["path"], "/rendered")
+    assert len([f for f in files if f.startswith(boards + "/") and f.endswith(".json")]) >= 7
+    (source,) = yaml.safe_load(files["grafana/provisioning/datasources/prometheus.yml"])["datasources"]
     prometheus_port = re.search(r":(\d+)/", healthcheck_url("prometheus")).group(1)
-    assert any(d["url"] == f"http://prometheus:{prometheus_port}" for d in sources)
+    assert source["url"] == f"http://prometheus:{prometheus_port}"

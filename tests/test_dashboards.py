@@ -245,17 +245,6 @@ def test_provisioned_datasource_is_the_one_the_boards_default_to():
     assert source["isDefault"] is True
 
 
-def test_dashboard_provider_reads_the_folder_compose_mounts():
-    doc = yaml.safe_load((PROVISIONING / "dashboards" / "pitwatch.yml").read_text())
-    (provider,) = doc["providers"]
-    assert provider["type"] == "file"
-    path = provider["options"]["path"]
-    compose = ROOT / "compose" / "docker-compose.yml"
-    volumes = yaml.safe_load(compose.read_text())["services"]["grafana"]["volumes"]
-    assert f"./grafana/dashboards:{path}:ro" in volumes
-    assert "./grafana/provisioning:/etc/grafana/provisioning:ro" in volumes
-
-
 def _links(models: dict[str, dict]) -> list[str]:
     return [link["url"] for model in models.values()
             for panel in model["panels"] for link in panel.get("links", [])]

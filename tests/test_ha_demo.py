@@ -47,7 +47,7 @@ def test_ha_demo_clusters_and_acts_once(tmp_path):
             base = f"http://{r.remediation.listen}"
             assert requests.get(base + "/healthz", timeout=5).json() == {"status": "ok"}
             assert "pitwatch_remediation_redis_up 1.0" in requests.get(base + "/metrics", timeout=5).text
-        hooks = yaml.safe_load((root / "stack" / "alertmanager.yml").read_text())
+        hooks = yaml.safe_load((root / "stack" / "alertmanager" / "alertmanager.yml").read_text())
         remediator = next(r for r in hooks["receivers"] if r["name"] == "remediator")
         assert [h["url"] for h in remediator["webhook_configs"]] == \
             [f"http://{r.remediation.listen}/alerts" for r in replicas]

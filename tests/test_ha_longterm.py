@@ -1,5 +1,5 @@
 """Long-term storage: the demo stack's Prometheus remote-writes to a real VictoriaMetrics
-(Debian package `victoria-metrics`) with the `remote_write` block documented in
+(Debian package `victoria-metrics`) with the `monitoring.remote_write` documented in
 compose/README.md, and the Overview dashboard's queries return the same series from
 both."""
 from __future__ import annotations
@@ -25,10 +25,11 @@ README = Path(__file__).resolve().parent.parent / "compose" / "README.md"
 
 
 def documented_remote_write() -> list[dict]:
-    """The ``remote_write`` block of the README's long-term storage section, as written."""
+    """The ``monitoring.remote_write`` of the README's long-term storage section, as written."""
     for block in re.findall(r"```yaml\n(.*?)```", README.read_text(), re.S):
         if "remote_write:" in block:
-            return yaml.safe_load(re.sub(r"^#.*\n", "", block, flags=re.M))["remote_write"]
+            doc = yaml.safe_load(re.sub(r"^#.*\n", "", block, flags=re.M))
+            return doc["monitoring"]["remote_write"]
     raise AssertionError("compose/README.md has no remote_write example")
 
 
@@ -58,16 +59,17 @@ def stores(tmp_path_factory):
         wait_http(vm_url + "/health", STARTUP, proc=vm)
         config_path = platform.init(root / "demo", echo=lambda _: None)
         cfg = config_mod.load(config_path)
-        specs = components(cfg, config_path, rate=20)
-        prom_yml = root / "demo" / "stack" / "prometheus.yml"
-        rendered = yaml.safe_load(prom_yml.read_text())
         writes = documented_remote_write()
         for w in writes:
             w["url"] = w["url"].replace("victoriametrics:8428", f"127.0.0.1:{vm_port}")
             # Test only: ship samples every second instead of every five.
             w.setdefault("queue_config", {})["batch_send_deadline"] = "1s"
-        rendered["remote_write"] = writes
-        prom_yml.write_text(yaml.safe_dump(rendered, sort_keys=False))
+        # The documented key of pitwatch.yml, rendered by the stack like every config.
+        cfg = cfg.model_copy(update={"monitoring": cfg.monitoring.model_copy(
+            update={"remote_write": writes})})
+        specs = components(cfg, config_path, rate=20)
+        prom_yml = root / "demo" / "stack" / "prometheus" / "prometheus.yml"
+        assert yaml.safe_load(prom_yml.read_text())["remote_write"] == writes
         stack = Stack(root / "demo", cfg, specs, echo=lambda _: None)
         stack.start()
         prom = next(s.url for s in specs if s.name == "prometheus")

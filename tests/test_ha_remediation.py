@@ -2,7 +2,7 @@
 Redis, every Alertmanager delivering to every remediator.
 
 The Alertmanagers run the shipped ``alerts/alertmanager.yml`` as rendered by
-:mod:`pitwatch.localconfig`, with two test-only changes: the remediator route's timings
+:mod:`pitwatch.render`, with two test-only changes: the remediator route's timings
 are shortened (``group_wait 0s``, ``group_interval 1s``, ``repeat_interval 2s``) so the
 peers send and re-send within seconds, and its receiver carries a second
 ``webhook_configs`` entry so that each Alertmanager calls both remediators. A short
@@ -27,8 +27,8 @@ import redis
 import requests
 import yaml
 
-from pitwatch import localconfig
 from pitwatch.core.procs import Child, free_port, wait_http
+from support import rendered
 from support.remediation import PY, Receiver, journal_rows, remediation_config
 from support.servers import start_redis
 from support.waiting import EVENTUALLY, STARTUP, holds, wait_until
@@ -59,16 +59,18 @@ def lines(path: Path) -> list[str]:
     return path.read_text().splitlines() if path.exists() else []
 
 
-def alertmanager_config(root: Path, remediators: list[str]) -> dict:
-    cfg = localconfig.alertmanager("127.0.0.1:1", "oncall@localhost", remediators[0] + "/alerts",
-                                   root / "token")
+def alertmanager_config(root: Path, remediators: list[str]) -> Path:
+    path = rendered.alertmanager(root / "rendered", "127.0.0.1:1", "oncall@localhost",
+                                 remediators[0], root / "token")
+    cfg = yaml.safe_load(path.read_text())
     route = next(r for r in cfg["route"]["routes"] if r["receiver"] == "remediator")
     route.update(group_wait="0s", group_interval="1s", repeat_interval="2s")
     receiver = next(r for r in cfg["receivers"] if r["name"] == "remediator")
     hook = receiver["webhook_configs"][0]
     for url in remediators[1:]:
         receiver["webhook_configs"].append({**copy.deepcopy(hook), "url": url + "/alerts"})
-    return cfg
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return path
 
 
 class Stack:
@@ -83,14 +85,14 @@ class Stack:
         for name in self.ports:
             self.start_receiver(name)
         urls = [f"http://127.0.0.1:{p}" for p in self.ports.values()]
-        localconfig.write(alertmanager_config(root, urls), root / "alertmanager.yml")
+        am_config = alertmanager_config(root, urls)
         web = [free_port(), free_port()]
         gossip = [free_port(), free_port()]
         self.alertmanagers = []
         self.am_urls = [f"http://127.0.0.1:{p}" for p in web]
         for i in range(2):
             self.alertmanagers.append(Child(f"alertmanager-{i}", [
-                "prometheus-alertmanager", f"--config.file={root / 'alertmanager.yml'}",
+                "prometheus-alertmanager", f"--config.file={am_config}",
                 f"--storage.path={root / f'am{i}'}",
                 f"--web.listen-address=127.0.0.1:{web[i]}",
                 f"--web.external-url=http://am{i}.test:9093",

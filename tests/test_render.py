@@ -82,7 +82,7 @@ def test_rendered_configs_pass_promtool_and_amtool(name, tmp_path):
                            "--config", str(cfg_path)], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     prom = out / "prometheus" / "prometheus.yml"
-    checked = tool("promtool", "check", "config", "--syntax-only", str(prom))
+    checked = tool("promtool", "check", "config", str(prom))
     assert checked.returncode == 0, checked.stdout + checked.stderr
     rules = sorted((out / "prometheus" / "rules").glob("*.yml"))
     assert len(rules) >= 7
@@ -155,20 +155,3 @@ def test_without_remediation_and_chat_nothing_points_at_them(tmp_path):
     assert "remediator" not in names and "chat" not in names
     routes = yaml.safe_dump(am["route"])
     assert "remediator" not in routes and "chat" not in routes
-
-
-def test_the_shipped_compose_files_are_what_render_writes_for_compose():
-    """compose/prometheus.yml and alerts/alertmanager.yml are the compose rendering
-    (comments aside): the stack and a real install take the same path."""
-    cfg = config.load(COMPOSE_CONFIG)
-    rendered = render.prometheus(cfg)
-    shipped = yaml.safe_load((ROOT / "compose" / "prometheus.yml").read_text())
-    for doc in (rendered, shipped):
-        doc.pop("rule_files")  # where the rules are mounted differs by design
-    assert rendered == shipped
-    rendered = render.alertmanager(cfg)
-    shipped = yaml.safe_load((ROOT / "alerts" / "alertmanager.yml").read_text())
-    shipped["receivers"] = [r for r in shipped["receivers"] if r["name"] != "chat"]
-    for doc in (rendered, shipped):
-        doc.pop("templates")
-    assert rendered == shipped
