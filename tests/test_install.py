@@ -25,6 +25,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from pitwatch.core.procs import Child, free_port, wait_http, wait_until
 
+pytestmark = pytest.mark.slow  # builds a wheel and three virtual environments
+
 ROOT = Path(__file__).resolve().parent.parent
 CONSTRAINTS = ROOT / "constraints.txt"
 # Never part of the wheel: the checkout's own venv, build output, the demo's work folders.
