@@ -13,6 +13,15 @@ dashboard = board("overview", "pitwatch / Overview",
          "(up{job=\"app\"}).", promql.AVAILABILITY, units.PERCENT,
          thresholds=steps(RED, (0.99, ORANGE), (0.999, GREEN)),
          links=[board_link("trading", "Trading"), runbook_link("AppDown")]),
+    stat("Smoke availability", "Share of the exporter's smoke requests (smoke.urls, default "
+         "the app's health URL) in the time range that got an expected answer: availability "
+         "as a user's client sees it, also for an app without metrics of its own.",
+         promql.SMOKE_AVAILABILITY, units.PERCENT,
+         thresholds=steps(RED, (0.99, ORANGE), (0.999, GREEN)),
+         links=[runbook_link("AppSmokeFailing")]),
+    stat("Smoke latency", f"Slowest of the latest smoke requests, body included. "
+         f"SLO: {slo.SMOKE_LATENCY.description}.", promql.SMOKE_LATENCY, units.SECONDS,
+         thresholds=slo_steps(slo.SMOKE_LATENCY), links=[runbook_link(slo.SMOKE_LATENCY.alert)]),
     stat("API p95 latency", f"95th percentile of request duration over all routes. "
          f"SLO: {slo.API_P95.description}.", promql.API_P95, units.SECONDS,
          thresholds=slo_steps(slo.API_P95),
@@ -60,6 +69,12 @@ dashboard = board("overview", "pitwatch / Overview",
                f"dashed line is the SLO ({slo.API_P95.description}).",
                targets((promql.API_P95, "p95")), units.SECONDS,
                thresholds=slo_steps(slo.API_P95), links=[runbook_link(slo.API_P95.alert)]),
+    timeseries("Smoke requests", f"Duration of each smoke URL's requests; the dashed line is "
+               f"the SLO ({slo.SMOKE_LATENCY.description}). A failed request shows as a gap "
+               f"in availability above and usually as its timeout here.",
+               targets(("max by (url) (pitwatch_smoke_duration_seconds)", "{{url}}")),
+               units.SECONDS, thresholds=slo_steps(slo.SMOKE_LATENCY),
+               links=[runbook_link(slo.SMOKE_LATENCY.alert), runbook_link("AppSmokeFailing")]),
     timeseries("5xx ratio against the SLO", f"Share of 5xx answers; the dashed line is the "
                f"SLO ({slo.ERROR_RATIO.description}).",
                targets((promql.ERROR_RATIO, "5xx ratio")), units.PERCENT,

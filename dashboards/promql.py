@@ -33,6 +33,10 @@ ERRORS = rate('pitwatch_app_http_request_total{status=~"5.."}')
 ERROR_RATIO = f"({or_zero(ERRORS)}) / {REQUESTS}"
 TRADES_PER_MINUTE = f"{rate('pitwatch_app_trades_processed_total')} * 60"
 
+# --- smoke (exporter): the app from outside, instrumented or not ------------------------
+SMOKE_AVAILABILITY = "avg(avg_over_time(pitwatch_smoke_success[$__range]))"
+SMOKE_LATENCY = "max(pitwatch_smoke_duration_seconds)"
+
 # --- trading (exporter) --------------------------------------------------------------
 LAST_TRADE_AGE = "time() - max(pitwatch_trading_last_trade_timestamp_seconds)"
 

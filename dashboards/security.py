@@ -20,7 +20,8 @@ dashboard = board("security", "pitwatch / Security",
     stat("Banned by fail2ban", "Addresses banned now, all jails.",
          or_zero("sum(pitwatch_security_fail2ban_banned)"), units.SHORT),
     stat("Firewall", "Whether a packet filter is active on the host; \"not checked\" when "
-         "the firewall check is off in pitwatch.yml.",
+         "the firewall check is off in pitwatch.yml or its state is unknown (no nft, "
+         "iptables or ufw installed, or the exporter not root).",
          "min(pitwatch_security_firewall_active) or on() vector(-1)", units.UP_DOWN,
          thresholds=steps(RED, (1, GREEN)), graph=False, mappings=NOT_CHECKED,
          links=[runbook_link("FirewallInactive")]),

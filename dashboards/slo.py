@@ -44,6 +44,9 @@ VOLUME_FREE_WARNING = Slo("DatabaseVolumeLowSpace", "warning", "pitwatch_volume_
                           0.10, "below", "under 10 % free space on a volume warns")
 VOLUME_FREE_CRITICAL = Slo("DatabaseVolumeLowSpace", "critical", "pitwatch_volume_free_bytes",
                            0.05, "below", "under 5 % free space on a volume pages")
+# The smoke requests' median against the API p95 target (AppSmokeSlow).
+SMOKE_LATENCY = Slo("AppSmokeSlow", "warning", "pitwatch_smoke_duration_seconds", 0.200,
+                    "above", "smoke requests stay under the 200 ms API p95 SLO")
 
 ALL = (API_P95, ERROR_RATIO, DB_PROBE_P99, BACKUP_AGE, RESTORE_DURATION, APP_MEMORY,
-       TLS_WARNING, TLS_CRITICAL, VOLUME_FREE_WARNING, VOLUME_FREE_CRITICAL)
+       TLS_WARNING, TLS_CRITICAL, VOLUME_FREE_WARNING, VOLUME_FREE_CRITICAL, SMOKE_LATENCY)

@@ -1,6 +1,8 @@
 """Network and host probes of the security collector; each raises on failure.
 
 Kept apart from the collector so each probe is one small function a test can call.
+Host probes that need privileges (listing the firewall rule set, asking fail2ban) raise
+:class:`NeedsRoot` when refused, so a refusal is said as such and never read as "off".
 """
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import ssl
 import subprocess
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -56,9 +59,16 @@ def endpoint_not_after(url: str, timeout: float = TIMEOUT) -> float:
 
 
 def response_headers(url: str, timeout: float = TIMEOUT) -> set[str]:
-    """Lower-case names of the headers a GET of ``url`` answers with (any status)."""
+    """Lower-case names of the headers a GET of ``url`` answers with (any status).
+
+    Certificate verification is off: the probe reads headers only, and a proxy reached
+    by an internal name or address must not turn "which headers" into "unknown". The
+    certificate itself is judged by the TLS expiry probe.
+    """
     req = urllib.request.Request(url, headers={"User-Agent": "pitwatch-exporter"})
     ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
     try:
         with urllib.request.urlopen(req, timeout=timeout, context=ctx) as resp:
             return {k.lower() for k in resp.headers.keys()}
@@ -66,10 +76,23 @@ def response_headers(url: str, timeout: float = TIMEOUT) -> set[str]:
         return {k.lower() for k in exc.headers.keys()}
 
 
+class NeedsRoot(PermissionError):
+    """The tool is installed but refused this (unprivileged) user."""
+
+
+# How nft, iptables, ufw and fail2ban-client say that they were refused.
+_REFUSED = re.compile(r"(?i)permission denied|operation not permitted|must be root|"
+                      r"need to be root|are you root")
+
+
 def _run(argv: list[str], timeout: float = TIMEOUT) -> str:
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
     if proc.returncode != 0:
-        raise RuntimeError(f"{argv[0]} exited {proc.returncode}: {proc.stderr.strip()[:200]}")
+        said = (proc.stderr.strip() or proc.stdout.strip())[:200]
+        name = Path(argv[0]).name
+        if _REFUSED.search(said):
+            raise NeedsRoot(f"{name} needs root (or CAP_NET_ADMIN): {said}")
+        raise RuntimeError(f"{name} exited {proc.returncode}: {said}")
     return proc.stdout
 
 
@@ -100,27 +123,43 @@ FIREWALLS = {
 }
 
 
-def firewall_active(kind: str = "auto") -> bool:
-    """Whether a host firewall filters input.
+@dataclass(frozen=True)
+class FirewallState:
+    active: bool | None  # None: unknown
+    reason: str
+    # A source that should have answered and did not (refused, broken, named tool missing):
+    # the collector reports it. "auto" finding no tool at all is not one.
+    problem: bool = False
 
-    ``auto`` asks every tool that is installed; none installed means no firewall (False),
-    which is a measurement, not a failure. A named tool that is missing is a failure.
+
+def firewall_state(kind: str = "auto", path: str | None = None) -> FirewallState:
+    """Whether a host firewall filters input, or why that is not known.
+
+    ``auto`` asks every installed tool. Active as soon as one tool shows input filtering;
+    inactive only when every installed tool answered and none does. A tool that was
+    refused (not root) or failed makes the answer unknown, never "inactive": a false
+    "no firewall" would page. With none of the tools installed the firewall may live
+    elsewhere (a cloud security group, the host of a container): unknown as well.
+    ``path`` replaces PATH for finding the tools.
     """
     kinds = list(FIREWALLS) if kind == "auto" else [kind]
-    errors = []
+    installed = {}
     for name in kinds:
+        found = shutil.which(FIREWALLS[name][0][0], path=path)
+        if found:
+            installed[name] = found
+    if not installed:
+        if kind == "auto":
+            return FirewallState(None, "none of nft, iptables, ufw is installed")
+        return FirewallState(None, f"{FIREWALLS[kind][0][0]} not found", problem=True)
+    failed = []
+    for name, program in installed.items():
         argv, active = FIREWALLS[name]
-        if shutil.which(argv[0]) is None:
-            if kind != "auto":
-                raise FileNotFoundError(f"{argv[0]} not found")
-            continue
         try:
-            if active(_run(argv)):
-                return True
+            if active(_run([program, *argv[1:]])):
+                return FirewallState(True, f"{name} filters input")
         except (OSError, RuntimeError, subprocess.TimeoutExpired) as exc:
-            errors.append(str(exc))
-    if errors and kind != "auto":
-        raise RuntimeError("; ".join(errors))
-    if errors and len(errors) == sum(shutil.which(FIREWALLS[n][0][0]) is not None for n in kinds):
-        raise RuntimeError("; ".join(errors))  # every installed tool failed: we do not know
-    return False
+            failed.append(str(exc))
+    if failed:
+        return FirewallState(None, "; ".join(failed), problem=True)
+    return FirewallState(False, f"no input filtering in {', '.join(installed)}")

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, ProcessCollector
 
+from pitwatch.exporters.activity import ActivityCollector
 from pitwatch.exporters.backup import BackupCollector
 from pitwatch.exporters.base import Combined, Concern, Periodic
 from pitwatch.exporters.database import DatabaseCollector
 from pitwatch.exporters.market import MarketCollector
 from pitwatch.exporters.redis import RedisCollector
 from pitwatch.exporters.security import SecurityCollector
+from pitwatch.exporters.smoke import SmokeCollector, targets_from_config
 from pitwatch.exporters.system import SystemCollector
 from pitwatch.exporters.trading import TradingCollector
 from pitwatch.core.config import Config
@@ -74,6 +76,12 @@ def build_concerns(cfg: Config) -> list[Concern]:
         certificates=sec.certificates, tls_endpoints=sec.tls_endpoints,
         header_url=sec.header_probe_url or plat.app_url, required_headers=sec.required_headers,
         fail2ban=sec.fail2ban, firewall=sec.firewall, probe_interval=sec.probe_interval))
+    smoke_targets = targets_from_config(cfg.smoke, plat)
+    if smoke_targets:  # `smoke: {urls: []}` turns the probe off
+        concerns.append(SmokeCollector(smoke_targets, cfg.smoke.interval))
+    max_trade_age = cfg.trading.expected_max_trade_age()
+    if max_trade_age is not None:  # activity none: no expectation, no metric
+        concerns.append(ActivityCollector(cfg.trading.activity, max_trade_age))
     concerns.append(SystemCollector(plat.app_pid_file, volumes))
     if plat.redis_url:
         concerns.append(RedisCollector(plat.redis_url))

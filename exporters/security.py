@@ -4,6 +4,11 @@ The auth-log tail and certificate files are read on each scrape (incremental and
 small). TLS handshakes, the header probe, fail2ban and the firewall query run in the
 background every ``probe_interval`` (fail2ban every minute); the scrape reads the
 cached results.
+
+The firewall is three-valued: active, inactive, or unknown (no tool installed, or the
+exporter not allowed to ask). Only a real "inactive" exports
+``pitwatch_security_firewall_active 0``, the one that pages; ``..._firewall_known 0``
+says that the question could not be answered.
 """
 from __future__ import annotations
 
@@ -27,7 +32,8 @@ class SecurityCollector(Concern):
     def __init__(self, auth_logs: Sequence[Path] = (), failure_pattern: str = r"(?i)failed password",
                  certificates: Sequence[Path] = (), tls_endpoints: Sequence[str] = (),
                  header_url: str | None = None, required_headers: Sequence[str] = (),
-                 fail2ban: bool = False, firewall: str = "auto", probe_interval: float = 300):
+                 fail2ban: bool = False, firewall: str = "auto", probe_interval: float = 300,
+                 tool_path: str | None = None):
         super().__init__()
         self.tails = {_source_names(auth_logs)[i]: LogTail(p, failure_pattern)
                       for i, p in enumerate(auth_logs)}
@@ -40,14 +46,15 @@ class SecurityCollector(Concern):
         for url in tls_endpoints:
             self._checks[f"tls:{url}"] = Periodic(f"tls {url}", probe_interval,
                                                   lambda u=url: probes.endpoint_not_after(u))
-        if header_url:
+        if header_url and self.required_headers:  # required_headers: [] is "no probe"
             self._checks["headers"] = Periodic("headers", probe_interval,
                                                lambda: probes.response_headers(header_url))
         if fail2ban:
             self._checks["fail2ban"] = Periodic("fail2ban", FAIL2BAN_INTERVAL, probes.fail2ban_banned)
         if firewall != "off":
+            # tool_path: where the firewall tools are looked up (default PATH).
             self._checks["firewall"] = Periodic("firewall", probe_interval,
-                                                lambda: probes.firewall_active(firewall))
+                                                lambda: probes.firewall_state(firewall, tool_path))
 
     def checks(self) -> list[Periodic]:
         return list(self._checks.values())
@@ -137,12 +144,27 @@ class SecurityCollector(Concern):
         yield family
 
     def _firewall(self, problems: list[str]) -> Iterator[Metric]:
-        active = self._cached("firewall", problems)
-        if active is None:
+        state = self._cached("firewall", problems)
+        if state is None:
             return
-        yield GaugeMetricFamily("pitwatch_security_firewall_active",
-                                "1 if nftables/iptables/ufw filters input; 0 also when none is installed "
-                                f"({every(self.probe_interval)})", value=1.0 if active else 0.0)
+        if state.problem:
+            problems.append(f"firewall: {state.reason}")
+        how = f"asked {every(self.probe_interval)}"
+        yield GaugeMetricFamily("pitwatch_security_firewall_known",
+                                "1 if the firewall state could be read; 0 when no nft/iptables/ufw "
+                                f"is installed or the exporter may not ask (needs root) ({how})",
+                                value=0.0 if state.active is None else 1.0)
+        if state.active is not None:  # unknown is no sample: never a false "inactive"
+            yield GaugeMetricFamily("pitwatch_security_firewall_active",
+                                    f"1 if nftables/iptables/ufw filters input, 0 if not ({how})",
+                                    value=1.0 if state.active else 0.0)
+
+    def details(self) -> dict[str, str]:
+        check = self._checks.get("firewall")
+        latest = check.latest() if check else None
+        if latest is None or isinstance(latest[0], CheckError):
+            return {}
+        return {"firewall": latest[0].reason}
 
 
 def _source_names(paths: Sequence[Path]) -> list[str]:

@@ -2,7 +2,9 @@
 
 The verdicts are read from the same metric samples Prometheus would scrape, with the
 platform's SLO thresholds (RPO 1 h, RTO 5 min, DB query p99 50 ms, memory 1 GB,
-TLS 21 d / 7 d). Exit code: 0 healthy, 1 degraded (a yellow), 2 failing (a red).
+TLS 21 d / 7 d). Exit code: 0 healthy, 1 degraded (a yellow), 2 failing (a red). An
+"info" line says what could not be judged (a firewall nobody can see) without
+changing the exit code.
 """
 from __future__ import annotations
 
@@ -11,8 +13,8 @@ import time
 from collections import defaultdict
 from dataclasses import asdict, dataclass
 
-OK, WARN, FAIL = "ok", "warn", "fail"
-EXIT = {OK: 0, WARN: 1, FAIL: 2}
+OK, WARN, FAIL, INFO = "ok", "warn", "fail", "info"
+EXIT = {OK: 0, WARN: 1, FAIL: 2, INFO: 0}
 DAY = 86400.0
 MIB = 1024 * 1024
 
@@ -26,6 +28,7 @@ APP_RSS = (768 * MIB, 1024 * MIB)  # memory < 1 GB
 WAL_SIZE = 256 * MIB
 VOLUME_FREE = (0.20, 0.10)  # fraction of the volume
 REDIS_PING = 0.1
+SMOKE_DURATION = 0.2  # the API p95 SLO, as AppSmokeSlow
 
 
 @dataclass
@@ -100,8 +103,14 @@ def evaluate(samples: Samples, problems: dict[str, tuple[str, ...]] | None = Non
         add("market", "open", OK, "CME Globex open" if market else "CME Globex closed")
 
     last_trade = samples.one("pitwatch_trading_last_trade_timestamp_seconds")
-    if last_trade is not None:
+    allowed = samples.one("pitwatch_activity_expected_max_trade_age_seconds")
+    if last_trade is not None and allowed is None:
         add("trading", "last trade", OK, f"{_ago(now - last_trade)} ago")
+    elif last_trade is not None:
+        # As NoTradesWhileMarketOpen: too old only while the market is open.
+        late = now - last_trade > allowed and market == 1
+        add("trading", "last trade", WARN if late else OK,
+            f"{_ago(now - last_trade)} ago (may be {_ago(allowed)} old now)")
     positions = samples.all("pitwatch_trading_open_positions")
     if positions:
         add("trading", "open positions", OK,
@@ -166,6 +175,19 @@ def evaluate(samples: Samples, problems: dict[str, tuple[str, ...]] | None = Non
     if firewall is not None:
         add("security", "firewall", OK if firewall == 1 else WARN,
             "active" if firewall == 1 else "no active host firewall found")
+    elif samples.one("pitwatch_security_firewall_known") == 0:
+        why = details.get("security:firewall", "not readable")
+        add("security", "firewall", INFO, f"unknown: {why}")
+
+    for labels, ok in samples.all("pitwatch_smoke_success"):
+        url = labels["url"]
+        took = samples.one("pitwatch_smoke_duration_seconds", url=url) or 0
+        code = samples.one("pitwatch_smoke_status_code", url=url) or 0
+        if ok != 1:
+            add("smoke", url, FAIL, details.get(f"smoke:{url}") or f"status {code:.0f}")
+        else:
+            add("smoke", url, WARN if took > SMOKE_DURATION else OK,
+                f"{code:.0f} in {took * 1000:.0f} ms")
 
     rss = samples.one("pitwatch_app_process_resident_memory_bytes")
     if rss is not None:
@@ -198,8 +220,8 @@ def verdict(findings: list[Finding]) -> str:
     return FAIL if FAIL in statuses else WARN if WARN in statuses else OK
 
 
-COLOURS = {OK: "\033[32m", WARN: "\033[33m", FAIL: "\033[31m"}
-LABELS = {OK: "OK", WARN: "WARN", FAIL: "FAIL"}
+COLOURS = {OK: "\033[32m", WARN: "\033[33m", FAIL: "\033[31m", INFO: "\033[36m"}
+LABELS = {OK: "OK", WARN: "WARN", FAIL: "FAIL", INFO: "INFO"}
 SUMMARY = {OK: "healthy", WARN: "degraded", FAIL: "failing"}
 
 
@@ -214,6 +236,9 @@ def render_text(findings: list[Finding], colour: bool) -> str:
     overall = verdict(findings)
     counts = {s: sum(f.status == s for f in findings) for s in (OK, WARN, FAIL)}
     summary = (f"{SUMMARY[overall]}: {counts[OK]} ok, {counts[WARN]} warn, {counts[FAIL]} fail")
+    unknown = sum(f.status == INFO for f in findings)
+    if unknown:
+        summary += f", {unknown} not judged"
     if colour:
         summary = f"{COLOURS[overall]}{summary}\033[0m"
     lines.append(summary)

@@ -78,7 +78,8 @@ def test_exporter_process_healthy_promtool_clean_and_stops_on_sigterm(tmp_path, 
             m = parse(get(base + "/metrics")[1])
             names = {name for name, _ in m}
             return {"pitwatch_market_open", "pitwatch_backup_restore_test_ok",
-                    "pitwatch_security_http_header_present", "pitwatch_security_firewall_active"} <= names \
+                    "pitwatch_security_http_header_present", "pitwatch_security_firewall_known",
+                    "pitwatch_smoke_success", "pitwatch_activity_expected_max_trade_age_seconds"} <= names \
                 and len([k for k in m if k[0] == "pitwatch_sqlite_integrity_check_ok"]) == 2
 
         wait_until(settled, EVENTUALLY, interval=0.5, what=f"background checks{child.tail()}")
@@ -89,7 +90,10 @@ def test_exporter_process_healthy_promtool_clean_and_stops_on_sigterm(tmp_path, 
         assert (lint.returncode, lint.stdout + lint.stderr) == (0, "")
         metrics = parse(body)
         assert collector_success(metrics) == dict.fromkeys(
-            ["market", "trading", "database", "backup", "security", "system", "redis"], 1.0)
+            ["market", "trading", "database", "backup", "security", "smoke", "activity", "system",
+             "redis"], 1.0)
+        # The default smoke URL, the app's /health, answered.
+        assert [v for (n, _), v in metrics.items() if n == "pitwatch_smoke_success"] == [1.0]
         assert metrics[("pitwatch_backup_restore_test_ok", ())] == 1
         assert metrics[("pitwatch_redis_up", ())] == 1
         assert metrics[("pitwatch_security_login_failures_total", (("source", "auth.log"),))] == 1

@@ -169,11 +169,13 @@ def test_fail2ban_without_its_client_is_a_failure(only_tools):
     assert not [k for k in got if k[0] == "pitwatch_security_fail2ban_banned"]
 
 
-def test_firewall_auto_without_any_tool_is_measured_as_none(only_tools):
+def test_firewall_auto_without_any_tool_is_unknown(only_tools):
     only_tools()
     got = probed(SecurityCollector(firewall="auto"))
-    # Nothing installed to filter input: a measurement (no firewall), not a failure.
-    assert value(got, "pitwatch_security_firewall_active") == 0
+    # Nothing installed to ask: unknown (the firewall may live elsewhere), not "inactive"
+    # and not a failure.
+    assert value(got, "pitwatch_security_firewall_active") is None
+    assert value(got, "pitwatch_security_firewall_known") == 0
     assert success(got, "security") == 1
 
 

@@ -151,14 +151,19 @@ class Security(Model):
     fail2ban: bool = False
     certificates: list[Path] = []
     tls_endpoints: list[str] = []
-    header_probe_url: str | None = None  # default: the app's URL
+    # Security headers are probed where users meet them: when a proxy (nginx, a TLS
+    # terminator) adds them, this must be the proxy's URL, not the app's. Default: app_url.
+    header_probe_url: str | None = None
     required_headers: list[str] = [
         "Strict-Transport-Security",
         "Content-Security-Policy",
         "X-Content-Type-Options",
         "X-Frame-Options",
         "Referrer-Policy",
-    ]
+    ]  # [] switches the header probe off
+    # Listing the rule set (nft, iptables, ufw) and fail2ban-client need root; without it
+    # the result is "needs root", never "inactive". auto with none of the tools installed
+    # is "unknown" (no firewall_active sample), not "no firewall".
     firewall: Literal["auto", "nftables", "iptables", "ufw", "off"] = "auto"
     probe_interval: Duration = parse_duration("5m")
 
@@ -170,6 +175,96 @@ class Security(Model):
         except re.error as exc:
             raise ValueError(f"not a regular expression: {exc}") from None
         return v
+
+    @field_validator("header_probe_url")
+    @classmethod
+    def _http_url(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return v
+
+
+class SmokeUrl(Model):
+    """One URL the exporter requests on a schedule, the way a user would (blackbox style)."""
+
+    url: str
+    # The `url` label of the smoke metrics; default: the URL without credentials.
+    name: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.:/-]{1,64}$")
+    method: Literal["GET", "HEAD"] = "GET"
+    # Redirects are not followed: a 302 to a login page is not "up" unless listed here.
+    expect_status: list[int] = Field(default=[200], min_length=1)
+    timeout: Duration = parse_duration("5s")
+    tls_verify: bool = True
+
+    @field_validator("url")
+    @classmethod
+    def _http(cls, v: str) -> str:
+        if not v.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return v
+
+    @field_validator("expect_status")
+    @classmethod
+    def _statuses(cls, v: list[int]) -> list[int]:
+        bad = [s for s in v if not 100 <= s <= 599]
+        if bad:
+            raise ValueError(f"{bad[0]} is not an HTTP status")
+        return v
+
+    @field_validator("timeout")
+    @classmethod
+    def _positive(cls, v: float) -> float:
+        if v <= 0:
+            raise ValueError("must be longer than 0s")
+        return v
+
+
+class Smoke(Model):
+    # None: the app's health URL (platform.app_url + health_path); []: no smoke probe.
+    urls: list[SmokeUrl] | None = None
+    interval: Duration = parse_duration("15s")
+
+    @field_validator("interval")
+    @classmethod
+    def _positive(cls, v: float) -> float:
+        if v <= 0:
+            raise ValueError("must be longer than 0s")
+        return v
+
+    @field_validator("urls")
+    @classmethod
+    def _unique(cls, v: list[SmokeUrl] | None) -> list[SmokeUrl] | None:
+        names = [u.name or u.url for u in v or []]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"duplicate smoke url or name {dupes[0]!r}")
+        return v
+
+
+# How old the newest trade may be, counted in CME Globex open time, per kind of activity.
+ACTIVITY_MAX_TRADE_AGE = {"live": parse_duration("15m"), "daily": parse_duration("26h")}
+
+
+class Trading(Model):
+    # live: orders flow while the market is open; daily: trades arrive by a daily import;
+    # none: no trade-age expectation (NoTradesWhileMarketOpen stays silent).
+    activity: Literal["live", "daily", "none"] = "live"
+    # Default per activity: 15m live, 26h daily. Counted in market-open time, so a
+    # weekend or a holiday never makes the newest trade "too old".
+    max_trade_age: Duration | None = None
+
+    @field_validator("max_trade_age")
+    @classmethod
+    def _bounded(cls, v: float | None) -> float | None:
+        if v is not None and not 60 <= v <= 7 * 86400:
+            raise ValueError("must be between 1m and 7d")
+        return v
+
+    def expected_max_trade_age(self) -> float | None:
+        """Seconds of market-open time the newest trade may be old; None for activity none."""
+        if self.activity == "none":
+            return None
+        return self.max_trade_age or ACTIVITY_MAX_TRADE_AGE[self.activity]
 
 
 class Exporter(Model):
@@ -322,6 +417,8 @@ class Config(Model):
     exporter: Exporter = Exporter()
     remediation: Remediation | None = None
     mail: Mail | None = None
+    smoke: Smoke = Smoke()
+    trading: Trading = Trading()
     chat: Chat | None = None
     heartbeat: Heartbeat | None = None
     monitoring: Monitoring = Monitoring()
