@@ -395,8 +395,11 @@ class Monitoring(Model):
     jobs: dict[Literal[JOB_ROLES], ScrapeJob] = {}  # type: ignore[valid-type]
     alertmanagers: list[str] = ["127.0.0.1:9093"]
     alertmanagers_dns: bool = False
+    # Long-term storage (VictoriaMetrics, Mimir, Thanos Receive): Prometheus remote_write
+    # entries as Prometheus spells them; external_labels tell several Prometheus apart.
+    remote_write: list[dict] = []
+    external_labels: dict[str, str] = {}
     prometheus_url: str = "http://127.0.0.1:9090"  # as Grafana reaches it
-    grafana_dashboards_path: str | None = None  # as Grafana sees them; default: the rendered folder
     remediator_url: str | None = None  # as Alertmanager reaches it; default: remediation.listen
 
 
@@ -414,11 +417,11 @@ class Config(Model):
     trading_queries: list[TradingQuery] = []
     backups: Backups | None = None
     security: Security = Security()
+    smoke: Smoke = Smoke()
+    trading: Trading = Trading()
     exporter: Exporter = Exporter()
     remediation: Remediation | None = None
     mail: Mail | None = None
-    smoke: Smoke = Smoke()
-    trading: Trading = Trading()
     chat: Chat | None = None
     heartbeat: Heartbeat | None = None
     monitoring: Monitoring = Monitoring()
