@@ -259,4 +259,20 @@ def run(cfg) -> list[Finding]:
     registry.run_checks_once()
     samples = Samples(registry.collect())
     problems = {c.name: c.last_problems for c in registry.concerns if c.last_problems}
-    return evaluate(samples, problems, registry.details(), backups_configured=cfg.backups is not None)
+    findings = evaluate(samples, problems, registry.details(),
+                        backups_configured=cfg.backups is not None)
+    return findings + blind_findings(cfg)
+
+
+def blind_findings(cfg) -> list[Finding]:
+    """The shipped alerts and panels this config can never feed: not a fault of the
+    platform (INFO), but what nobody would otherwise learn until it mattered."""
+    from pitwatch import blind
+
+    out = [Finding("off" if b.off else "blind", f"alert {b.name}", INFO,
+                   b.reason if b.off else f"never fires: {b.reason}")
+           for b in blind.blind_alerts(cfg)]
+    out += [Finding("off" if b.off else "blind", f"panel {b.board}/{b.name}", INFO,
+                    b.reason if b.off else f"no data: {b.reason}")
+            for b in blind.blind_panels(cfg)]
+    return out

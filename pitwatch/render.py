@@ -15,61 +15,22 @@ here, never a timing, an expression's logic or a route's matchers.
 """
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import yaml
 
+from pitwatch import blind
 from pitwatch.core import resources
 from pitwatch.core.config import JOB_ROLES, Config, ScrapeJob
+from pitwatch.scrape import default_targets, job_names, local_address
 
 # The runbook and board links as the shipped files carry them.
 SHIPPED_RUNBOOK = "https://github.com/pitwatch/pitwatch/blob/main/alerts/runbook.md"
 SHIPPED_GRAFANA = "http://localhost:3000"
 RULE_SELECTOR = re.compile(r'job="(%s)"' % "|".join(JOB_ROLES))
-
-
-def _hostport(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.hostname}:{parts.port or (443 if parts.scheme == 'https' else 80)}"
-
-
-def _local(listen: str) -> str:
-    # A wildcard listen address is scraped on loopback.
-    host, _, port = listen.rpartition(":")
-    return f"127.0.0.1:{port}" if host in ("0.0.0.0", "::", "[::]", "") else listen
-
-
-def litestream_addr(cfg: Config) -> str | None:
-    if not (cfg.backups and cfg.backups.litestream_config):
-        return None
-    try:
-        addr = (yaml.safe_load(cfg.backups.litestream_config.read_text()) or {}).get("addr")
-    except (OSError, yaml.YAMLError):
-        return None
-    return _local(addr) if addr else None
-
-
-def job_names(cfg: Config) -> dict[str, str]:
-    """Role -> the job label Prometheus gives it (and the rules select on)."""
-    return {role: (cfg.monitoring.jobs.get(role) or ScrapeJob()).name or role
-            for role in JOB_ROLES}
-
-
-def default_targets(cfg: Config) -> dict[str, list[str]]:
-    """Role -> host:port targets derived from the rest of the config (none: not scraped)."""
-    mon = cfg.monitoring
-    out = {"app": [_hostport(cfg.platform.app_url)],
-           "exporter": [_local(cfg.exporter.listen)],
-           "prometheus": [_hostport(mon.prometheus_url)],
-           "alertmanager": list(mon.alertmanagers)}
-    if cfg.remediation:
-        out["remediator"] = [_local(cfg.remediation.listen)]
-    litestream = litestream_addr(cfg)
-    if litestream:
-        out["litestream"] = [litestream]
-    return out
+RULE_JOB_LABEL = re.compile(r"^(\s+job: )(%s)$" % "|".join(JOB_ROLES), re.M)
 
 
 def prometheus(cfg: Config, rules: str = "rules/*.yml") -> dict:
@@ -115,14 +76,25 @@ def _discovery(targets: list[str], dns: bool) -> dict:
 
 
 def rule_files(cfg: Config) -> dict[str, str]:
-    """File name -> rule file text, with this platform's job names and runbook."""
+    """File name -> rule file text, with this platform's job names and runbook.
+
+    The absence alert of a job with no target is left out: it would page for good on a
+    healthy platform that simply has no such component.
+    """
     names = job_names(cfg)
     runbook = cfg.links.runbook
+    unscraped = {f'absent(up{{job="{names[role]}"}})' for role in blind.absent_jobs(cfg)}
     out = {}
     for path in sorted(resources.alerts("rules").glob("*.yml")):
         text = RULE_SELECTOR.sub(lambda m: f'job="{names[m.group(1)]}"', path.read_text())
+        text = RULE_JOB_LABEL.sub(lambda m: m.group(1) + names[m.group(2)], text)
         if runbook:
             text = text.replace(SHIPPED_RUNBOOK, runbook.rstrip("/"))
+        if any(expr in text for expr in unscraped):
+            doc = yaml.safe_load(text)
+            for group in doc["groups"]:
+                group["rules"] = [r for r in group["rules"] if r.get("expr") not in unscraped]
+            text = yaml.safe_dump(doc, sort_keys=False, width=100)
         out[path.name] = text
     return out
 
@@ -147,7 +119,7 @@ def alertmanager(cfg: Config, templates: str = "templates/*.tmpl") -> dict:
     hook = receivers["remediator"]["webhook_configs"][0]
     if cfg.remediation:
         hook["url"] = (cfg.monitoring.remediator_url
-                       or f"http://{_local(cfg.remediation.listen)}").rstrip("/") + "/alerts"
+                       or f"http://{local_address(cfg.remediation.listen)}").rstrip("/") + "/alerts"
         auth = hook["http_config"]["authorization"]
         if cfg.remediation.auth == "bearer":
             auth["credentials_file"] = str(cfg.remediation.token_file)
@@ -203,12 +175,21 @@ def grafana_provisioning(cfg: Config, dashboards_dir: str) -> dict[str, dict]:
 
 
 def boards(cfg: Config) -> dict[str, str]:
-    """File name -> board JSON with this platform's runbook link."""
+    """File name -> board JSON with this platform's runbook link; a panel this config can
+    never feed says "not configured" and why, instead of "No data"."""
     out = {}
     for path in sorted(resources.compose("grafana", "dashboards").glob("*.json")):
         text = path.read_text()
         if cfg.links.runbook:
             text = text.replace(SHIPPED_RUNBOOK, cfg.links.runbook.rstrip("/"))
+        model = json.loads(text)
+        missing = {b.name: b.reason for b in blind.blind_panels(cfg, {path.stem: model})}
+        if missing:
+            for panel in blind.panels(model):
+                if panel.get("title") in missing:
+                    defaults = panel.setdefault("fieldConfig", {}).setdefault("defaults", {})
+                    defaults["noValue"] = f"not configured: {missing[panel['title']]}"
+            text = json.dumps(model, sort_keys=True, indent=2, ensure_ascii=False) + "\n"
         out[path.name] = text
     return out
 

@@ -9,7 +9,8 @@ def register(sub) -> None:
         "check", help="print a green/yellow/red health report of the platform",
         description="Run every exporter collector once (background checks too: integrity "
                     "checks, restore test, TLS and header probes) and print one line per "
-                    "check. Exit code 0 healthy, 1 degraded, 2 failing.")
+                    "check, then every shipped alert and board panel this config can never "
+                    "feed, with the key that would. Exit code 0 healthy, 1 degraded, 2 failing.")
     add_config_option(parser)
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.set_defaults(func=_run)

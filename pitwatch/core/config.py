@@ -65,6 +65,9 @@ class Platform(Model):
     app_url: str = "http://127.0.0.1:5000"
     health_path: str = "/health"
     database: Path
+    # The app runs pitwatch.exporters.flask.instrument (its pitwatch_app_* metrics); false:
+    # its request alerts and panels are listed as blind, and smoke requests stand in.
+    instrumented: bool = True
     releases_dir: Path | None = None
     restart_command: list[str] = []
     app_pid_file: Path | None = None  # the app process, for the system collector

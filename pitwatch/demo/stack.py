@@ -22,6 +22,7 @@ from pitwatch.core import binaries
 from pitwatch.core import config as config_mod
 from pitwatch.core.config import Config
 from pitwatch.demo import lifecycle, platform
+from pitwatch.scrape import hostport, litestream_addr
 from pitwatch.core.procs import Child, free_port, wait_http, wait_tcp
 
 PITWATCH = [sys.executable, "-m", "pitwatch"]
@@ -78,10 +79,6 @@ def stack_ports(root: Path) -> dict[str, int]:
     return ports
 
 
-def _hostport(url: str) -> str:
-    return url.split("://", 1)[-1].split("/", 1)[0]
-
-
 def components(cfg: Config, config_path: Path, rate: float = 5.0,
                ha: bool = False) -> list[Component]:
     """The stack's specs; ``ha``: two clustered Alertmanagers, two remediators (demo.ha)."""
@@ -107,7 +104,7 @@ def _components(cfg: Config, config_path: Path, rate: float) -> list[Component]:
             "mailsink", PITWATCH + ["mailsink", str(root / "mail"), "--listen", cfg.mail.smarthost],
             url=f"smtp://{cfg.mail.smarthost} -> mail/", ready_tcp=cfg.mail.smarthost))
     if cfg.platform.redis_url:
-        host_port = _hostport(cfg.platform.redis_url)
+        host_port = hostport(cfg.platform.redis_url)
         host, _, port = host_port.rpartition(":")
         redis, found, how = _binary("redis-server")
         specs.append(Component(
@@ -115,7 +112,7 @@ def _components(cfg: Config, config_path: Path, rate: float) -> list[Component]:
                       "--daemonize", "no"],
             url=cfg.platform.redis_url, ready_tcp=host_port, available=found, why_unavailable=how))
     if cfg.backups and cfg.backups.litestream_config:
-        addr = render.litestream_addr(cfg)
+        addr = litestream_addr(cfg)
         litestream, found, how = _binary("litestream", cfg.backups.litestream_binary)
         specs.append(Component(
             "litestream", [litestream, "replicate", "-config", str(cfg.backups.litestream_config)],
@@ -146,14 +143,14 @@ def _monitoring(cfg: Config, root: Path, ports: dict[str, int], prometheus_url: 
     """Prometheus and Alertmanager running the shipped rules, routes and timings."""
     # The same renderer as a real install, with this machine's monitoring addresses.
     local = cfg.model_copy(update={"monitoring": cfg.monitoring.model_copy(update={
-        "alertmanagers": [_hostport(alertmanager_url)], "prometheus_url": prometheus_url})})
+        "alertmanagers": [hostport(alertmanager_url)], "prometheus_url": prometheus_url})})
     render.write(local, root / "stack")
     prom_yml = root / "stack" / "prometheus" / "prometheus.yml"
     prometheus, prom_found, prom_how = _binary("prometheus")
     specs = [Component(
         "prometheus", [prometheus, f"--config.file={prom_yml}",
                        f"--storage.tsdb.path={root / 'prometheus'}",
-                       f"--web.listen-address={_hostport(prometheus_url)}",
+                       f"--web.listen-address={hostport(prometheus_url)}",
                        f"--web.external-url={prometheus_url}",
                        "--storage.tsdb.retention.time=7d"],
         url=prometheus_url, ready_url=prometheus_url + "/-/ready", available=prom_found,
@@ -164,7 +161,7 @@ def _monitoring(cfg: Config, root: Path, ports: dict[str, int], prometheus_url: 
         specs.insert(0, Component(
             "alertmanager", [am, f"--config.file={am_yml}",
                              f"--storage.path={root / 'alertmanager'}",
-                             f"--web.listen-address={_hostport(alertmanager_url)}",
+                             f"--web.listen-address={hostport(alertmanager_url)}",
                              f"--web.external-url={alertmanager_url}",
                              "--cluster.listen-address="],
             url=alertmanager_url, ready_url=alertmanager_url + "/-/ready", available=am_found,

@@ -1,0 +1,107 @@
+"""No blind alerts: what a config can never feed is named, with the key that would."""
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pitwatch import blind, check, render
+from pitwatch.core import config
+from support import rendered
+
+# A reason names the pitwatch.yml key (section.key) or the trading query that would feed it.
+NAMES_A_KEY = re.compile(r"[a-z_]+\.[a-z_]+|a trading query named \w+|a \w+ section")
+
+
+@pytest.fixture(scope="module")
+def demo_config(tmp_path_factory) -> config.Config:
+    root = tmp_path_factory.mktemp("demo")
+    subprocess.run([sys.executable, "-m", "pitwatch", "demo", "init", str(root / "demo")],
+                   check=True, capture_output=True, timeout=120)
+    return config.load(root / "demo" / "pitwatch.yml")
+
+
+def journal_app(tmp_path: Path, **extra: object) -> config.Config:
+    """An app pitwatch did not write: no instrumentation, backups or remediation."""
+    doc = {"platform": {"app_url": "http://127.0.0.1:8000", "database": str(tmp_path / "j.db"),
+                        "instrumented": False},
+           "trading_queries": [{"name": "last_trade_timestamp_seconds",
+                                "sql": "select max(ts) from trades"}],
+           **extra}
+    return config.parse(doc)
+
+
+def test_the_demo_feeds_every_alert_and_panel(demo_config):
+    missing = [b for b in blind.blind_alerts(demo_config) + blind.blind_panels(demo_config)
+               if not b.off]
+    assert missing == []
+    assert blind.absent_jobs(demo_config) == set()
+
+
+def test_compose_names_what_it_cannot_feed_and_why():
+    cfg = rendered.compose_config()
+    alerts = {b.name: b for b in blind.blind_alerts(cfg)}
+    panels = blind.blind_panels(cfg)
+    assert alerts["AppMemoryHigh"].reason == "needs platform.app_pid_file"
+    assert "TLSCertificateExpiring" in alerts and not alerts["TLSCertificateExpiring"].off
+    assert {("system", "App memory"), ("trading", "Open positions by symbol")} <= \
+        {(p.board, p.name) for p in panels}
+    for b in list(alerts.values()) + panels:
+        assert NAMES_A_KEY.search(b.reason), b
+
+
+def test_an_uninstrumented_app_without_backups(tmp_path):
+    cfg = journal_app(tmp_path)
+    alerts = {b.name: b.reason for b in blind.blind_alerts(cfg)}
+    for name in ("AppHighErrorRate", "AppHighLatency", "AppDatabaseErrors"):
+        assert "platform.instrumented" in alerts[name], name
+    assert alerts["BackupSnapshotTooOld"] == "needs a backups section"
+    assert "AppSmokeFailing" not in alerts  # smoke requests stand in for the instrumentation
+    assert "NoTradesWhileMarketOpen" not in alerts
+    # No remediator and no Litestream: their absence alerts would page for good.
+    assert blind.absent_jobs(cfg) == {"remediator", "litestream"}
+    findings = check.blind_findings(cfg)
+    assert any(f.concern == "blind" and f.check == "alert AppHighErrorRate"
+               and "never fires" in f.detail for f in findings)
+
+
+def test_render_leaves_out_absence_alerts_of_unscraped_jobs(tmp_path):
+    cfg = journal_app(tmp_path, monitoring={"jobs": {"app": {"name": "journal"}}})
+    render.write(cfg, tmp_path / "out")
+    meta = (tmp_path / "out" / "prometheus" / "rules" / "meta.yml").read_text()
+    jobs = {r["labels"].get("job") for g in yaml.safe_load(meta)["groups"] for r in g["rules"]
+            if r["alert"] == "ScrapeJobAbsent"}
+    assert jobs == {"journal", "exporter", "alertmanager", "prometheus"}
+    rules = sorted(map(str, (tmp_path / "out" / "prometheus" / "rules").glob("*.yml")))
+    out = subprocess.run(["promtool", "check", "rules", *rules], capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_render_says_not_configured_on_a_blind_panel(tmp_path):
+    cfg = journal_app(tmp_path)
+    render.write(cfg, tmp_path / "out")
+    board = json.loads((tmp_path / "out" / "grafana" / "dashboards" / "trading.json").read_text())
+    by_title = {p["title"]: p for p in blind.panels(board)}
+    no_value = by_title["5xx ratio"]["fieldConfig"]["defaults"]["noValue"]
+    assert no_value.startswith("not configured: ") and "platform.instrumented" in no_value
+    # A panel this config feeds keeps Grafana's own text.
+    assert by_title["Last trade age"]["fieldConfig"]["defaults"].get("noValue") in (None, "No data")
+
+
+@pytest.mark.parametrize("expr,why", [
+    ("rate(pitwatch_app_http_request_total[5m]) > 1", "platform.instrumented"),
+    ("pitwatch_app_http_request_total or vector(0)", "platform.instrumented"),
+    ("(time() - pitwatch_backup_snapshot_last_success_timestamp_seconds > 3600)"
+     " or pitwatch_smoke_success == 0", None),
+    ("pitwatch_smoke_success == 0 unless on() pitwatch_app_http_request_total", None),
+    ('up{job="litestream"} == 0', "job litestream has no target"),
+    ("vector(1)", None),
+])
+def test_why_blind_reads_the_alternatives_of_an_expression(tmp_path, expr, why):
+    got = blind.why_blind(expr, journal_app(tmp_path))
+    assert (got is None) if why is None else (why in got), got
