@@ -135,6 +135,7 @@ def _old_state(db: Path) -> int:
     return count(db)
 
 
+@pytest.mark.slow  # eight restores, each killed at another step
 def test_kill_9_at_any_point_leaves_the_old_or_the_new_database(platform, tmp_path):
     platform.pitwatch("backup", "snapshot")  # the new database: 500 rows
     platform.write_config(platform={"stop_command": platform.ctl_argv("slowstop")})

@@ -8,6 +8,8 @@ import signal
 import sys
 import time
 
+import pytest
+
 from pitwatch.remediation import runner
 from pitwatch.remediation.alerts import parse
 from support.remediation import alert, notification
@@ -104,6 +106,7 @@ def _alive(pid: int) -> bool:
         return False
 
 
+@pytest.mark.slow  # waits out real timeouts and grace periods
 def test_timeout_kills_the_whole_process_group(tmp_path):
     pids = tmp_path / "pids"
     # Long enough for the leader to start its child and say so on a loaded machine.
