@@ -111,7 +111,7 @@ class BackupCollector(Concern):
 
     # -- restore test ----------------------------------------------------------------
     def restore_test(self) -> tuple[bool, str] | None:
-        """Restore the newest backup into a temp file beside the database; integrity-check it.
+        """Restore the newest backup into a temp file; integrity-check it.
 
         None while there is no backup yet (a new platform): nothing failed, so nothing is
         reported, and the check comes back soon instead of after its full interval.
@@ -120,7 +120,7 @@ class BackupCollector(Concern):
         # A missing program is a set-up problem, said as one (measure()), not a bad backup.
         if self._nothing_to_restore() or self.missing_binary():
             return None
-        with tempfile.TemporaryDirectory(dir=self.database.parent,
+        with tempfile.TemporaryDirectory(dir=self.scratch_dir(),
                                          prefix=LEFTOVER_PREFIX) as tmp:
             out = Path(tmp) / "restored.db"
             if self.litestream_config is not None:
@@ -153,9 +153,15 @@ class BackupCollector(Concern):
             return bool(paths) and not any(os.path.isdir(p) and newest_mtime(p) for p in paths)
         return not (self.snapshots_dir and backups.list_snapshots(self.snapshots_dir))
 
+    def scratch_dir(self) -> Path:
+        """Where the restored copy goes: $TMPDIR when set (the database's folder may be
+        read-only, as in compose), else beside the database, where the space is known to
+        fit a copy (/tmp is often a small tmpfs)."""
+        return Path(os.environ["TMPDIR"]) if os.environ.get("TMPDIR") else self.database.parent
+
     def _remove_leftovers(self, older_than: float = 3600) -> None:
         """Temp folders of restore tests killed mid-way (each may hold a database copy)."""
-        for folder in self.database.parent.glob(f"{LEFTOVER_PREFIX}*"):
+        for folder in self.scratch_dir().glob(f"{LEFTOVER_PREFIX}*"):
             try:
                 if time.time() - folder.stat().st_mtime > older_than:
                     shutil.rmtree(folder, ignore_errors=True)
