@@ -22,7 +22,7 @@ import yaml
 
 from pitwatch.core import resources
 from pitwatch.core.config import Config
-from pitwatch.scrape import scraped_roles
+from pitwatch.scrape import litestream_addr, scraped_roles
 
 Feeds = Callable[[Config], bool]
 
@@ -42,6 +42,8 @@ SOURCES: list[tuple[str, Feeds, str]] = [
      "needs the app instrumented (pitwatch.exporters.flask.instrument, platform.instrumented)"),
     ("pitwatch_backup_litestream_", lambda c: bool(c.backups and c.backups.litestream_config),
      "needs backups.litestream_config"),
+    ("litestream_", lambda c: litestream_addr(c) is not None,
+     "needs backups.litestream_config with an addr (Litestream's own metrics)"),
     ("pitwatch_backup_", lambda c: c.backups is not None, "needs a backups section"),
     ("pitwatch_redis_", lambda c: c.platform.redis_url is not None, "needs platform.redis_url"),
     ("pitwatch_security_tls_",
@@ -66,6 +68,7 @@ SOURCES: list[tuple[str, Feeds, str]] = [
     ("pitwatch_smoke_", lambda c: c.smoke.urls != [], OFF + "smoke.urls is empty"),
 ]
 METRIC = re.compile(r"\b(pitwatch_[a-z0-9_]+|litestream_[a-z0-9_]+)")
+NAME_REGEX = re.compile(r'__name__=~"([^"]+)"')  # any one of several metrics
 JOB = re.compile(r'job=~?"([^"]+)"')
 
 
@@ -101,13 +104,23 @@ def _missing(expr: str, cfg: Config, jobs: set[str]) -> list[str]:
     for job in JOB.findall(expr):
         if "|" not in job and job not in jobs:
             out.append(f"job {job} has no target (monitoring.jobs.{job})")
-    for metric in METRIC.findall(expr):
-        for prefix, feeds, reason in SOURCES:
-            if metric.startswith(prefix):
-                if not feeds(cfg):
-                    out.append(reason)
-                break
+    for m in NAME_REGEX.finditer(expr):
+        reasons = [_unfed(name, cfg) for name in m.group(1).split("|")]
+        if all(reasons):
+            out.append(reasons[0])
+    for metric in METRIC.findall(NAME_REGEX.sub("", expr)):
+        why = _unfed(metric, cfg)
+        if why:
+            out.append(why)
     return out
+
+
+def _unfed(metric: str, cfg: Config) -> str | None:
+    """Why this config never produces ``metric``; None when it does (or it is not ours)."""
+    for prefix, feeds, reason in SOURCES:
+        if metric.startswith(prefix):
+            return None if feeds(cfg) else reason
+    return None
 
 
 def why_blind(expr: str, cfg: Config, jobs: set[str] | None = None) -> str | None:

@@ -29,8 +29,15 @@ from pitwatch.scrape import default_targets, job_names, local_address
 # The runbook and board links as the shipped files carry them.
 SHIPPED_RUNBOOK = "https://github.com/pitwatch/pitwatch/blob/main/alerts/runbook.md"
 SHIPPED_GRAFANA = "http://localhost:3000"
-RULE_SELECTOR = re.compile(r'job="(%s)"' % "|".join(JOB_ROLES))
+# A job matcher (job="app", job!~"app|remediator") and a rule's static `job:` label.
+JOB_MATCHER = re.compile(r'(\bjob(?:=~|!~|!=|=)")([^"]*)(")')
 RULE_JOB_LABEL = re.compile(r"^(\s+job: )(%s)$" % "|".join(JOB_ROLES), re.M)
+
+
+def rename_jobs(promql: str, names: dict[str, str]) -> str:
+    """Every job matcher of ``promql`` with this platform's job names (role -> name)."""
+    return JOB_MATCHER.sub(lambda m: m.group(1) + "|".join(
+        names.get(part, part) for part in m.group(2).split("|")) + m.group(3), promql)
 
 
 def prometheus(cfg: Config, rules: str = "rules/*.yml") -> dict:
@@ -86,7 +93,7 @@ def rule_files(cfg: Config) -> dict[str, str]:
     unscraped = {f'absent(up{{job="{names[role]}"}})' for role in blind.absent_jobs(cfg)}
     out = {}
     for path in sorted(resources.alerts("rules").glob("*.yml")):
-        text = RULE_SELECTOR.sub(lambda m: f'job="{names[m.group(1)]}"', path.read_text())
+        text = rename_jobs(path.read_text(), names)
         text = RULE_JOB_LABEL.sub(lambda m: m.group(1) + names[m.group(2)], text)
         if runbook:
             text = text.replace(SHIPPED_RUNBOOK, runbook.rstrip("/"))
@@ -175,22 +182,28 @@ def grafana_provisioning(cfg: Config, dashboards_dir: str) -> dict[str, dict]:
 
 
 def boards(cfg: Config) -> dict[str, str]:
-    """File name -> board JSON with this platform's runbook link; a panel this config can
-    never feed says "not configured" and why, instead of "No data"."""
+    """File name -> board JSON with this platform's job names and runbook link; a panel
+    this config can never feed says "not configured" and why, instead of "No data"."""
+    names = job_names(cfg)
     out = {}
     for path in sorted(resources.compose("grafana", "dashboards").glob("*.json")):
         text = path.read_text()
         if cfg.links.runbook:
             text = text.replace(SHIPPED_RUNBOOK, cfg.links.runbook.rstrip("/"))
         model = json.loads(text)
+        # Judged on the shipped expressions, whose job matchers name roles.
         missing = {b.name: b.reason for b in blind.blind_panels(cfg, {path.stem: model})}
-        if missing:
-            for panel in blind.panels(model):
-                if panel.get("title") in missing:
-                    defaults = panel.setdefault("fieldConfig", {}).setdefault("defaults", {})
-                    defaults["noValue"] = f"not configured: {missing[panel['title']]}"
-            text = json.dumps(model, sort_keys=True, indent=2, ensure_ascii=False) + "\n"
-        out[path.name] = text
+        for panel in blind.panels(model):
+            if panel.get("title") in missing:
+                defaults = panel.setdefault("fieldConfig", {}).setdefault("defaults", {})
+                defaults["noValue"] = f"not configured: {missing[panel['title']]}"
+            if panel.get("description"):
+                panel["description"] = rename_jobs(panel["description"], names)
+            for target in panel["targets"]:
+                for key in ("expr", "query"):
+                    if key in target:
+                        target[key] = rename_jobs(target[key], names)
+        out[path.name] = json.dumps(model, sort_keys=True, indent=2, ensure_ascii=False) + "\n"
     return out
 
 

@@ -105,3 +105,20 @@ def test_render_says_not_configured_on_a_blind_panel(tmp_path):
 def test_why_blind_reads_the_alternatives_of_an_expression(tmp_path, expr, why):
     got = blind.why_blind(expr, journal_app(tmp_path))
     assert (got is None) if why is None else (why in got), got
+
+
+def test_one_fed_name_of_a_name_regex_is_enough(tmp_path):
+    cfg = journal_app(tmp_path, backups={"snapshots_dir": str(tmp_path / "snaps")})
+    either = ('{__name__=~"pitwatch_backup_snapshot_last_success_timestamp_seconds'
+              '|pitwatch_backup_litestream_last_replica_write_timestamp_seconds"}')
+    assert blind.why_blind(either, cfg) is None
+    assert "litestream_config" in blind.why_blind("rate(litestream_sync_count[1m])", cfg)
+
+
+def test_render_renames_the_app_job_in_rules_and_boards(tmp_path):
+    cfg = journal_app(tmp_path, monitoring={"jobs": {"app": {"name": "journal"}}})
+    render.write(cfg, tmp_path / "out")
+    rules = "".join(p.read_text() for p in (tmp_path / "out" / "prometheus" / "rules").glob("*.yml"))
+    assert 'job!~"journal|remediator|litestream"' in rules  # TargetDown leaves the app to AppDown
+    boards = "".join(p.read_text() for p in (tmp_path / "out" / "grafana" / "dashboards").glob("*.json"))
+    assert 'job=\\"app\\"' not in boards and 'job=\\"journal\\"' in boards
