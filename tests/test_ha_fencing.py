@@ -10,7 +10,7 @@ import pytest
 
 from pitwatch.core.procs import free_port
 from pitwatch.remediation.claims import RedisClaims
-from support.platform import PY, make_platform
+from support.toy_platform import PY, make_platform
 from support.servers import start_redis
 
 

@@ -10,7 +10,7 @@ import requests
 import yaml
 
 from pitwatch.core.procs import Child, free_port, wait_http
-from support.platform import make_platform
+from support.toy_platform import make_platform
 from support.remediation import Receiver, journal_rows, remediation_config
 from support.waiting import EVENTUALLY, STARTUP, wait_until
 

@@ -10,7 +10,7 @@ import pytest
 from pitwatch.core import backups, market
 from pitwatch.core.config import load
 from pitwatch.remediation.operations.releases import Folders
-from support.platform import make_platform
+from support.toy_platform import make_platform
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import pytest
 
 from pitwatch.core import backups
 from pitwatch.core.procs import Child, free_port
-from support.platform import PY, damage, make_db, make_platform
+from support.toy_platform import PY, damage, make_db, make_platform
 from support.waiting import EVENTUALLY, wait_until
 
 

@@ -28,19 +28,17 @@ class Journal:
         self.app_port, self.proxy_port = free_port(), free_port()
         self.app_url = f"http://127.0.0.1:{self.app_port}"
         self.proxy_url = f"http://127.0.0.1:{self.proxy_port}"
-        # -P: the script's folder holds helper modules (platform.py) that must not shadow
-        # the standard library's.
-        python = [sys.executable, "-P", SCRIPT]
-        argv = [*python, "app", "--db", self.database, "--port", self.app_port,
+        argv = [sys.executable, SCRIPT, "app", "--db", self.database, "--port", self.app_port,
                 "--fault-file", self.fault_file]
         if redis_url:
             argv += ["--redis", redis_url]
         self.children: list[Child] = []
         try:
             self.app = self._start("journal-app", argv, self.app_url + "/health")
-            self.proxy = self._start("journal-proxy", [*python, "proxy", "--port", self.proxy_port,
-                                                      "--upstream", self.app_url],
-                                     self.proxy_url + "/health")
+            self.proxy = self._start(
+                "journal-proxy",
+                [sys.executable, SCRIPT, "proxy", "--port", self.proxy_port, "--upstream", self.app_url],
+                self.proxy_url + "/health")
         except BaseException:
             self.stop()
             raise
