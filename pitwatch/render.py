@@ -8,10 +8,11 @@
     OUT/grafana/dashboards/*.json          the boards, with the runbook links
     OUT/runbook.md                         what each alert means and what to do
 
-The shipped files under ``alerts/`` and ``compose/`` are the templates: their values are
-the compose stack's, so rendering ``compose/pitwatch.yml`` gives them back, and the demo
-renders its own config the same way. Only addresses, names, secrets and links change
-here, never a timing, an expression's logic or a route's matchers.
+The shipped files under ``alerts/`` and ``compose/grafana/`` are the templates. The demo
+and the compose stack (its one-shot ``render`` service) render their own pitwatch.yml
+through here, as a real install does. Only addresses, names, secrets and links change,
+and the rules and panels a platform cannot feed (:mod:`pitwatch.blind`); never a
+timing, an expression's logic or a route's matchers.
 """
 from __future__ import annotations
 
