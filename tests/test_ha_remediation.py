@@ -285,10 +285,11 @@ def test_redis_down_journals_without_acting_and_recovers(stack):
         return total
 
     # Deliveries that failed while a receiver was down (killed by another test) may still
-    # be retried: count from when the failure counter stands still.
+    # be retried, with backoff: count from when the failure counter has stood still for
+    # longer than a retry gap.
     def standing_still() -> tuple[float] | None:
         before = failures()
-        time.sleep(1)
+        time.sleep(5)
         return (before,) if failures() == before else None
 
     (failed_before,) = wait_until(standing_still, EVENTUALLY, what="the webhook failure counter to settle")
