@@ -53,6 +53,12 @@ def test_demo_runs_answers_survives_a_restart_and_leaves_nothing(tmp_path):
 
         health = requests.get(cfg.platform.app_url + "/health", timeout=5)
         assert health.status_code == 200 and health.json()["version"] == "1.4.2"
+        # One failed login of our own, through the local proxy's header: the traffic's
+        # failures are random (about one request in two hundred) and may not come.
+        bad = requests.post(cfg.platform.app_url + "/login", timeout=5,
+                            headers={"X-Forwarded-For": "198.51.100.7"},
+                            json={"username": "mallory", "password": "hunter2"})
+        assert bad.status_code == 401, bad.text
         # The remediation's restart replaces the app process mid-run.
         restart = subprocess.run(cfg.platform.restart_command, capture_output=True, text=True,
                                  timeout=STACK_STARTUP)
