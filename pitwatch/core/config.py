@@ -145,6 +145,17 @@ class Backups(Model):
     # The litestream program; default: PATH, then beside the running interpreter.
     litestream_binary: str | None = None
     restore_test_interval: Duration = parse_duration("1h")
+    # Where the restore test and `backup verify` write their temporary copies (default:
+    # TMPDIR), so the database and the snapshots may sit on read-only mounts.
+    scratch_dir: Path | None = None
+    # A restore keeps the files it replaced in quarantine/<time>/ beside the database:
+    # at most the newest `quarantine_keep`, none older than `quarantine_max_age`, and
+    # never fewer than the newest one.
+    quarantine_keep: int = Field(default=3, ge=1)
+    quarantine_max_age: Duration = parse_duration("7d")
+    # After a restore from a platform with Litestream, a row written then must come back
+    # out of the replica within this long; otherwise the restore is "degraded".
+    replication_proof_timeout: Duration = parse_duration("60s")
 
 
 class Security(Model):
@@ -303,6 +314,9 @@ class PolicyRule(Model):
     dry_run: bool = False
     # Runs on one target never overlap (a rollback and a restore both touch the platform).
     target: str = "platform"
+    # Label sets (exact matches): while an alert carrying one of them is firing, this rule
+    # does not act (reason blocked_by). A rollback is blocked by a database fault.
+    blocked_by: list[dict[str, str]] = []
 
     @field_validator("match_re")
     @classmethod
@@ -478,7 +492,7 @@ def _resolve(raw: dict, base: Path) -> None:
     plat = raw.get("platform")
     for key in ("database", "releases_dir", "app_pid_file", "compose_file", "compose_env_file"):
         fix(plat, key)
-    for key in ("snapshots_dir", "litestream_config"):
+    for key in ("snapshots_dir", "litestream_config", "scratch_dir"):
         fix(raw.get("backups"), key)
     fix_list(raw.get("security"), "auth_logs")
     fix_list(raw.get("security"), "certificates")
