@@ -45,6 +45,25 @@ def test_unhealthy_target_falls_back_to_an_older_healthy_release(tmp_path, platf
     assert p.current() == "v1" and p.healthy() and p.version() == "v1"
 
 
+def test_a_release_whose_api_is_gone_is_unhealthy_though_its_health_is_green(tmp_path, platforms):
+    p = platforms(tmp_path, {"v1": True, "v2": {"api": False}, "v3": False}, current="v3")
+    p.write_config(smoke={"urls": [{"url": p.url + "/api/trades", "name": "trades"}]})
+    out = p.pitwatch("rollback")
+    assert out.returncode == 0, out.stderr + out.stdout
+    assert "trades: status 404, expected 200" in out.stdout
+    assert "v2: unhealthy" in out.stdout
+    assert p.current() == "v1" and p.version() == "v1"
+
+
+def test_without_smoke_urls_only_health_is_checked(tmp_path, platforms):
+    # The same broken release passes a gate that knows only /health: the case above
+    # fails for the smoke URL, not for something else about v2.
+    p = platforms(tmp_path, {"v1": True, "v2": {"api": False}, "v3": False}, current="v3")
+    out = p.pitwatch("rollback")
+    assert out.returncode == 0, out.stderr + out.stdout
+    assert p.current() == "v2"
+
+
 def test_no_healthy_target_puts_the_link_back(tmp_path, platforms):
     p = platforms(tmp_path, {"v1": False, "v2": True}, current="v2")
     out = p.pitwatch("rollback")

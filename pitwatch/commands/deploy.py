@@ -9,7 +9,7 @@ from pitwatch.commands import add_config_option, load_config
 def register(sub) -> None:
     parser = sub.add_parser(
         "deploy", help="snapshot the database, switch to a release, roll back on failure",
-        description="Snapshot the database, switch to VERSION, restart and wait for /health; "
+        description="Snapshot the database, switch to VERSION, restart and wait for /health and the smoke URLs; "
                     "an unhealthy release is rolled back by itself. Refused while CME Globex "
                     "trades unless --force. Exit 0 deployed, 1 failed (rolled back), "
                     "3 refused (market open).")
@@ -42,7 +42,7 @@ def _deploy(args) -> int:
             m = backups.snapshot(cfg.platform.database, cfg.backups.snapshots_dir)
             print(f"snapshot {m.path} ({m.size_bytes} bytes)")
     try:
-        deploy(cfg.platform, args.version, snapshot)
+        deploy(cfg.platform, args.version, snapshot, smoke=cfg.smoke)
     except (ReleaseError, AppControlError, OSError) as exc:
         print(f"pitwatch deploy: {exc}", file=sys.stderr)
         return 1

@@ -9,9 +9,10 @@ from pitwatch.commands import add_config_option, load_config
 
 def register(sub) -> None:
     parser = sub.add_parser(
-        "rollback", help="switch back to an older release and wait for /health",
+        "rollback", help="switch back to an older release and wait until it is healthy",
         description="Switch to VERSION (default: the release before the current one), run "
-                    "the restart command (or compose up) and wait for the app's /health. An "
+                    "the restart command (or compose up) and wait for the app's /health and "
+                    "smoke URLs (smoke.urls) to pass. An "
                     "unhealthy target is followed by the next older release; if none is "
                     "healthy the original release is put back. Exit 0 healthy, 1 not.")
     add_config_option(parser)
@@ -20,9 +21,9 @@ def register(sub) -> None:
                         help="how many releases to try before putting the original back (default 3)")
     parser.set_defaults(func=_rollback)
     restart = sub.add_parser(
-        "restart", help="run platform.restart_command and wait for /health",
+        "restart", help="run platform.restart_command and wait until the app is healthy",
         description="Restart the app with platform.restart_command, then wait up to "
-                    "platform.health_timeout for its /health. Exit 0 healthy, 1 not.")
+                    "platform.health_timeout for its /health and smoke URLs. Exit 0 healthy, 1 not.")
     add_config_option(restart)
     restart.set_defaults(func=_restart)
 
@@ -33,7 +34,8 @@ def _rollback(args) -> int:
 
     cfg = load_config(args)
     try:
-        version = rollback(cfg.platform, to=args.to, max_tries=max(1, args.max_tries))
+        version = rollback(cfg.platform, to=args.to, max_tries=max(1, args.max_tries),
+                           smoke=cfg.smoke)
     except (ReleaseError, AppControlError, OSError) as exc:
         print(f"pitwatch rollback: {exc}", file=sys.stderr)
         return 1
@@ -50,9 +52,9 @@ def _restart(args) -> int:
     except app.AppControlError as exc:
         print(f"pitwatch restart: {exc}", file=sys.stderr)
         return 1
-    if not app.wait_healthy(cfg.platform):
-        print(f"pitwatch restart: {app.health_url(cfg.platform)} not healthy after "
-              f"{cfg.platform.health_timeout:.0f}s", file=sys.stderr)
+    if not app.wait_healthy(cfg.platform, cfg.smoke, say=lambda m: print(m, file=sys.stderr)):
+        print(f"pitwatch restart: not healthy after {cfg.platform.health_timeout:.0f}s",
+              file=sys.stderr)
         return 1
     print("restarted; the app is healthy")
     return 0

@@ -1,4 +1,8 @@
-"""Controlling the trading app: restart, stop, start, and waiting for its /health.
+"""Controlling the trading app: restart, stop, start, and waiting until it is healthy.
+
+Healthy means the health URL answers 2xx *and* every smoke URL (``smoke.urls``, the
+exporter's probe) answers an expected status in the same round: a release whose API
+answers 404 while /health stays green is not healthy.
 
 Restart runs ``platform.restart_command``. Stop/start (needed while a database file
 is swapped) run ``platform.stop_command`` / ``start_command`` when configured;
@@ -12,8 +16,10 @@ import signal
 import subprocess
 import time
 
-from pitwatch.core.config import Platform
-from pitwatch.core.procs import http_ok
+from typing import Callable
+
+from pitwatch.core.config import Platform, Smoke
+from pitwatch.core.smoke import Target, probe, targets_from_config
 
 COMMAND_TIMEOUT = 120
 
@@ -37,14 +43,28 @@ def health_url(platform: Platform) -> str:
     return platform.app_url + platform.health_path
 
 
-def wait_healthy(platform: Platform, timeout: float | None = None) -> bool:
-    """True once /health answers 2xx; False after ``timeout`` (default health_timeout)."""
-    deadline = time.monotonic() + (platform.health_timeout if timeout is None else timeout)
+def health_targets(platform: Platform, smoke: Smoke | None = None) -> list[Target]:
+    """The health URL (any 2xx), then the configured smoke URLs."""
     url = health_url(platform)
+    targets = [Target(url, platform.health_path, expect_status=tuple(range(200, 300)))]
+    if smoke is not None and smoke.urls:
+        targets += [t for t in targets_from_config(smoke, platform) if t.url != url]
+    return targets
+
+
+def wait_healthy(platform: Platform, smoke: Smoke | None = None, timeout: float | None = None,
+                 say: Callable[[str], None] | None = None) -> bool:
+    """True once every health target passes in one round; False after ``timeout``
+    (default health_timeout), saying which target failed and why."""
+    deadline = time.monotonic() + (platform.health_timeout if timeout is None else timeout)
+    targets = health_targets(platform, smoke)
     while True:
-        if http_ok(url, timeout=2):
+        failed = next(((t, r) for t in targets if not (r := probe(t)).success), None)
+        if failed is None:
             return True
         if time.monotonic() > deadline:
+            if say:
+                say(f"  not healthy: {failed[0].label}: {failed[1].error}")
             return False
         time.sleep(0.2)
 

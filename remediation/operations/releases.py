@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
-from pitwatch.core.config import Platform
+from pitwatch.core.config import Platform, Smoke
 
 from pitwatch.remediation.operations import appcontrol as app
 from pitwatch.remediation.operations.fencing import Fenced, fenced
@@ -190,7 +190,7 @@ def switcher(platform: Platform) -> Folders | Compose:
     return Compose(platform) if platform.deploy == "compose" else Folders(platform)
 
 
-def _try(sw, version: str, say: Callable[[str], None]) -> bool:
+def _try(sw, version: str, say: Callable[[str], None], smoke: Smoke | None) -> bool:
     say(f"switching to {version}")
     sw.set(version)
     try:
@@ -198,15 +198,16 @@ def _try(sw, version: str, say: Callable[[str], None]) -> bool:
     except app.AppControlError as exc:
         say(f"  {exc}")
         return False
-    ok = app.wait_healthy(sw.platform)
+    ok = app.wait_healthy(sw.platform, smoke, say=say)
     say(f"  {version}: {'healthy' if ok else 'unhealthy'}")
     return ok
 
 
 def rollback(platform: Platform, to: str | None = None, max_tries: int = 3,
-             say: Callable[[str], None] = print) -> str:
+             say: Callable[[str], None] = print, smoke: Smoke | None = None) -> str:
     """Switch to ``to`` (or the release before the current one); on an unhealthy target
-    try the next older ones, and if none is healthy put the original back. Returns the
+    (health URL and ``smoke`` URLs, :func:`appcontrol.wait_healthy`) try the next older
+    ones, and if none is healthy put the original back. Returns the
     version now running; raises ReleaseError if no candidate became healthy."""
     sw = switcher(platform)
     original = sw.current()
@@ -220,16 +221,16 @@ def rollback(platform: Platform, to: str | None = None, max_tries: int = 3,
         raise ReleaseError(f"no release older than {original!r} to roll back to")
     say(f"current release: {original or '(none)'}")
     for version in candidates[:max_tries]:
-        if _try(sw, version, say):
+        if _try(sw, version, say, smoke):
             return version
     if original is not None:
         say(f"no healthy older release; putting {original} back")
-        _try(sw, original, say)
+        _try(sw, original, say, smoke)
     raise ReleaseError(f"rollback failed: none of {candidates[:max_tries]} became healthy")
 
 
 def deploy(platform: Platform, version: str, snapshot: Callable[[], object] | None,
-           say: Callable[[str], None] = print) -> None:
+           say: Callable[[str], None] = print, smoke: Smoke | None = None) -> None:
     """Snapshot, switch, health-check; on failure switch back to the previous release."""
     sw = switcher(platform)
     if not sw.exists(version):
@@ -237,11 +238,11 @@ def deploy(platform: Platform, version: str, snapshot: Callable[[], object] | No
     previous = sw.current()
     if snapshot is not None:
         snapshot()
-    if _try(sw, version, say):
+    if _try(sw, version, say, smoke):
         return
     if previous is None:
         raise ReleaseError(f"{version} is unhealthy and there is no previous release")
     say(f"{version} is unhealthy; rolling back to {previous}")
-    back = _try(sw, previous, say)
+    back = _try(sw, previous, say, smoke)
     raise ReleaseError(f"deploy of {version} failed; rolled back to {previous}"
                        f"{'' if back else ' (which is unhealthy too)'}")

@@ -243,7 +243,7 @@ def restore(cfg: Config, source: str | None = None, at: str | None = None,
         if restart_app:
             say("starting the app")
             app.start(cfg.platform)
-            healthy = app.wait_healthy(cfg.platform)
+            healthy = app.wait_healthy(cfg.platform, cfg.smoke, say=say)
             say("app healthy" if healthy else "app NOT healthy after the restore")
     except BaseException:
         tmp.unlink(missing_ok=True)

@@ -1,5 +1,6 @@
 """A tiny trading app for the remediation tests: its /health depends on the release it
-was started from and on its database being sound.
+was started from and on its database being sound; GET /api/trades answers unless the
+release breaks it ("api": false), and POST /api/trades writes one trade.
 
     python platform_app.py PORT RELEASES_DIR DATABASE PID_FILE [ENV_FILE TAG_VAR]
 
@@ -25,15 +26,41 @@ def db_ok(database: str) -> bool:
         return False
 
 
+def _count(database: str) -> int:
+    conn = sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=2)
+    try:
+        return conn.execute("select count(*) from trades").fetchone()[0]
+    finally:
+        conn.close()
+
+
 def serve(port: int, release: dict, database: str, pid_file: str) -> None:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self):
             if self.path == "/health":
                 ok = release.get("healthy", True) and db_ok(database)
-                body = json.dumps({"version": release["version"], "ok": ok}).encode()
-                self.send_response(200 if ok else 500)
+                self._send(200 if ok else 500, {"version": release["version"], "ok": ok})
+            elif self.path == "/api/trades" and release.get("api", True):
+                self._send(200, {"trades": _count(database)})
             else:
-                body, _ = b"{}", self.send_response(404)
+                self._send(404, {})
+
+        def do_POST(self):
+            if self.path != "/api/trades":
+                return self._send(404, {})
+            try:
+                conn = sqlite3.connect(database, timeout=5)
+                with conn:
+                    cur = conn.execute("insert into trades (symbol, qty, price, executed_at) "
+                                       "values ('ES', 1, 5000, strftime('%s', 'now'))")
+                conn.close()
+                self._send(201, {"id": cur.lastrowid})
+            except sqlite3.Error as exc:
+                self._send(500, {"error": str(exc)})
+
+        def _send(self, status: int, payload: dict) -> None:
+            body = json.dumps(payload).encode()
+            self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()

@@ -106,16 +106,17 @@ class Platform:
         self.ctl("stop")
 
 
-def make_platform(root: Path, versions: dict[str, bool] | None = None, current: str = "v2",
+def make_platform(root: Path, versions: dict[str, bool | dict] | None = None, current: str = "v2",
                   compose: bool = False) -> Platform:
-    """Releases (name -> healthy), `current` -> ``current``, the app started from it."""
+    """Releases (name -> healthy, or the release.json fields such as {"api": False}),
+    `current` -> ``current``, the app started from it."""
     versions = versions or {"v1": True, "v2": True}
     root.mkdir(parents=True, exist_ok=True)
     releases = root / "releases"
-    for name, healthy in versions.items():
+    for name, release in versions.items():
         (releases / name).mkdir(parents=True)
-        (releases / name / "release.json").write_text(
-            json.dumps({"version": name, "healthy": healthy}))
+        fields = release if isinstance(release, dict) else {"healthy": release}
+        (releases / name / "release.json").write_text(json.dumps({"version": name, **fields}))
     (releases / "current").symlink_to(current)
     state = root / "state"
     state.mkdir()
