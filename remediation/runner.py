@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from pitwatch.core import exits
 from pitwatch.core.config import ENV_OVERRIDES
 
 VALUE_LIMIT = 4096
@@ -130,7 +131,7 @@ def run(argv: list[str], alert: dict, timeout: float, extra_env: dict[str, str] 
         status = _pump(proc, out, started + timeout, grace)
         code = proc.returncode
         if status is None:
-            status = "success" if code == 0 else "failure"
+            status = {0: "success", exits.DEGRADED: "degraded"}.get(code, "failure")
         return Result(status, code, out.text(), time.monotonic() - started)
     finally:
         Path(alert_file).unlink(missing_ok=True)

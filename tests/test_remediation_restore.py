@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from pitwatch.core import backups
-from pitwatch.core.procs import Child, free_port
+from pitwatch.core.procs import Child
 from support.toy_platform import PY, damage, make_db, make_platform
 from support.waiting import EVENTUALLY, wait_until
 
@@ -86,38 +86,6 @@ def test_a_bad_backup_stops_before_the_app_is_touched(platform, tmp_path):
     assert backups.sha256_file(platform.db) == before and platform.healthy()
     assert platform.calls() == calls and not (tmp_path / "quarantine").exists()
     assert not list(tmp_path.glob(".trading.db.restore-*"))
-
-
-def test_restore_from_litestream_with_the_rpo_of_the_newest_row(platform, tmp_path):
-    ls_cfg = tmp_path / "litestream.yml"
-    ls_cfg.write_text(f"addr: 127.0.0.1:{free_port()}\n"
-                      f"dbs:\n  - path: {platform.db}\n    replicas:\n      - type: file\n"
-                      f"        path: {tmp_path / 'replica'}\n        sync-interval: 200ms\n")
-    platform.write_config(backups={"litestream_config": str(ls_cfg)})
-    with Child("litestream", ["litestream", "replicate", "-config", ls_cfg],
-               log=tmp_path / "ls.log"):
-        make_db(platform.db, rows=20, newest=time.time() - 30)  # 20 more rows, newest 30 s old
-
-        def replicated() -> bool:
-            probe = tmp_path / "probe.db"
-            probe.unlink(missing_ok=True)
-            try:
-                backups.litestream_restore(ls_cfg, platform.db, probe, timeout=30)
-            except RuntimeError:
-                return False
-            return count(probe) == 520
-
-        wait_until(replicated, EVENTUALLY, interval=0.5, what="the replica")
-    damage(platform.db)
-    out = platform.pitwatch("restore", "--json")
-    assert out.returncode == 0, out.stderr
-    report = json.loads(out.stdout)
-    assert report["source"] == "litestream" and report["healthy"]
-    assert report["tables"]["trades"] == 520
-    assert 0 <= report["rpo_seconds"] < 120  # the newest row is ~now (from make_db's first 500)
-    assert report["rto_seconds"] > report["downtime_seconds"] > 0
-    assert Path(report["quarantine"], "trading.db").exists()
-    assert count(platform.db) == 520 and platform.healthy()
 
 
 def _old_state(db: Path) -> int:

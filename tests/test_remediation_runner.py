@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from pitwatch.core import exits
 from pitwatch.remediation import runner
 from pitwatch.remediation.alerts import parse
 from support.remediation import alert, notification
@@ -145,6 +146,12 @@ def test_a_daemon_left_running_does_not_hold_the_run(tmp_path):
         assert _alive(int(pidfile.read_text()))  # not ours to kill
     finally:
         os.kill(int(pidfile.read_text()), signal.SIGKILL)
+
+
+def test_the_degraded_exit_code_is_its_own_result():
+    # A restore whose replication did not resume: done, but not a plain success.
+    result = runner.run([PY, "-c", f"import sys; sys.exit({exits.DEGRADED})"], alert(), timeout=30)
+    assert result.status == "degraded" and result.exit_code == exits.DEGRADED
 
 
 def test_a_missing_program_is_a_failure_not_a_crash():

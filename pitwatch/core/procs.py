@@ -122,3 +122,42 @@ def _signal_group(pid: int, sig: int) -> None:
         os.killpg(pid, sig)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+def holders(paths: list[Path]) -> list[tuple[int, str, str]]:
+    """Processes with one of ``paths`` open, as (pid, name, path), from ``/proc/*/fd``.
+
+    Compared by device and inode, so a file held under another name (hard link, a
+    rename after it was opened) still counts. Processes whose fds this user may not
+    read (another user's, without root) are not seen; this process is left out."""
+    wanted: dict[tuple[int, int], str] = {}
+    for p in paths:
+        try:
+            st = os.stat(p)
+        except OSError:
+            continue
+        wanted[(st.st_dev, st.st_ino)] = str(p)
+    found: list[tuple[int, str, str]] = []
+    if not wanted:
+        return found
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            fds = list((entry / "fd").iterdir())
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                st = os.stat(fd)
+            except OSError:
+                continue
+            path = wanted.get((st.st_dev, st.st_ino))
+            if path is not None:
+                try:
+                    name = (entry / "comm").read_text().strip()
+                except OSError:
+                    name = "?"
+                found.append((int(entry.name), name, path))
+                break
+    return found

@@ -4,15 +4,21 @@
    final rename is atomic), from Litestream (``litestream restore -o``) or a snapshot;
 2. integrity check and a sanity query of that copy — a bad backup stops here, with the
    app untouched;
-3. stop the app; hard-link the database, ``-wal`` and ``-shm`` into
-   ``quarantine/<time>/`` (kept forever), then remove ``-wal``/``-shm`` so no old WAL
-   frame can be applied to the restored file;
-4. rename the restored file over the database; start the app; wait for /health.
+3. stop the app (``stop_command`` must stop Litestream too: a process still holding
+   the database is named); hard-link the database, ``-wal`` and ``-shm`` into
+   ``quarantine/<time>/`` (pruned by ``backups.quarantine_keep``/``quarantine_max_age``),
+   then remove ``-wal``/``-shm`` so no old WAL frame can be applied to the restored file;
+4. rename the restored file over the database; start the app; wait until it is healthy
+   (health URL and smoke URLs);
+5. with Litestream, prove replication resumed (:mod:`.replication`); if not, the
+   restore is *degraded*: the app runs on the restored data, the chain of backups is
+   broken.
 
 Killed at any point, the database path holds the old file (before step 4; at worst
 without the WAL frames it had not checkpointed, which the quarantine keeps) or the
-restored one, never a mix of both. RTO = start to healthy; RPO = age of the newest
-row restored.
+restored one, never a mix of both. RTO = start to healthy. RPO = the moment of the
+fault minus the backup's own position (the replica's newest transaction, or the
+snapshot's time); the newest row of the restored data is only a cross-check.
 """
 from __future__ import annotations
 
@@ -30,16 +36,17 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
-from pitwatch.core import backups
+from pitwatch.core import backups, procs
 from pitwatch.core.config import Config
 
 from pitwatch.remediation.operations import appcontrol as app
 from pitwatch.remediation.operations.fencing import Fenced, fenced
 from pitwatch.remediation.operations.releases import fsync_dir
+from pitwatch.remediation.operations.replication import Proof, prove, replica_position
 
 SIDECARS = ("-wal", "-shm")
 CHUNK = 8 << 20
-# Column names that hold a row's time, for the RPO when no rpo_query is configured.
+# Column names that hold a row's time, for the RPO cross-check when no rpo_query is set.
 _TIME_COLUMN = re.compile(r"(^|_)(at|ts|time|timestamp|created|updated|executed)$", re.I)
 
 
@@ -54,10 +61,19 @@ class Report:
     quarantine: str | None
     rto_seconds: float
     downtime_seconds: float
-    rpo_seconds: float | None
-    newest_row: float | None
+    fault_time: float  # the moment the data was last good: the alert's start, or now
+    backup_time: float | None  # the backup's own position
+    rpo_seconds: float | None  # fault_time - backup_time, never negative
+    newest_row: float | None  # the restored data's newest row: a cross-check only
     tables: dict[str, int] = field(default_factory=dict)
     healthy: bool = False
+    replication: str = "none"  # proven | not_resumed | none (no Litestream)
+    replication_detail: str = ""
+    holders: list[str] = field(default_factory=list)  # processes left holding the old file
+
+    @property
+    def degraded(self) -> bool:
+        return self.healthy and self.replication == "not_resumed"
 
 
 class Progress:
@@ -162,16 +178,28 @@ def _pick_snapshot(cfg: Config, at: float | None, path: Path | None) -> backups.
     return snaps[0]
 
 
+def held_by(db: Path) -> list[str]:
+    """Processes holding the database or its sidecars open, as ``name (pid N)``."""
+    files = [db] + [Path(f"{db}{s}") for s in SIDECARS]
+    return [f"{name} (pid {pid}) holds {path}" for pid, name, path in procs.holders(files)]
+
+
 def restore(cfg: Config, source: str | None = None, at: str | None = None,
             snapshot_path: Path | None = None, check: str = "integrity_check",
-            restart_app: bool = True, checksum: bool = False,
-            say: Callable[[str], None] = print) -> Report:
+            restart_app: bool = True, checksum: bool = False, force: bool = False,
+            fault_time: float | None = None, say: Callable[[str], None] = print) -> Report:
     """See the module docstring. ``checksum`` also compares a snapshot's sha256 with its
     manifest (costs a hash of the whole file; `pitwatch backup verify` does it on a
-    schedule, and the integrity check of the copy is the restore's own proof)."""
+    schedule, and the integrity check of the copy is the restore's own proof).
+    Without ``restart_app`` nothing is moved while a process holds the database open,
+    unless ``force``. ``fault_time`` (default: now) is when the data was last good."""
     started = time.monotonic()
+    fault_time = time.time() if fault_time is None else fault_time
     db = cfg.platform.database
     bk = cfg.backups
+    if not restart_app and not force and (held := held_by(db)):
+        raise RestoreError("refused with --no-restart while the database is open: "
+                           + "; ".join(held) + " (stop them, or --force)")
     if source is None:
         source = "litestream" if bk and bk.litestream_config else "snapshot"
     for stale in db.parent.glob(f".{db.name}.restore-*"):
@@ -188,7 +216,16 @@ def restore(cfg: Config, source: str | None = None, at: str | None = None,
                                            binary=bk.litestream_binary)
             except (RuntimeError, OSError) as exc:
                 raise RestoreError(str(exc)) from None
-            backup_desc, backup_time = f"litestream {bk.litestream_config}", None
+            backup_desc = f"litestream {bk.litestream_config}"
+            try:
+                backup_time = replica_position(bk, db)
+            except (RuntimeError, OSError, ValueError) as exc:
+                say(f"cannot read the replica's position: {exc}")
+                backup_time = None
+            if at and backup_time is not None:
+                from pitwatch.core.times import parse_time
+
+                backup_time = min(backup_time, parse_time(at).timestamp())
         elif source == "snapshot":
             from pitwatch.core.times import parse_time
 
@@ -223,6 +260,12 @@ def restore(cfg: Config, source: str | None = None, at: str | None = None,
         finally:
             conn.close()
         say(f"restored copy is sound: {sum(tables.values())} rows in {len(tables)} tables")
+        if source == "snapshot" and _wal_mode(db):
+            # Snapshots are single files (journal DELETE); Litestream needs WAL back. After
+            # the read-only checks: a read-only WAL connection leaves -wal/-shm behind.
+            conn = sqlite3.connect(tmp)
+            conn.execute("PRAGMA journal_mode=WAL").fetchone()
+            conn.close()
 
         try:
             with fenced(db.parent):
@@ -231,6 +274,13 @@ def restore(cfg: Config, source: str | None = None, at: str | None = None,
             if restart_app:
                 say("stopping the app")
                 app.stop(cfg.platform)
+            holders = held_by(db)
+            if holders and not restart_app and not force:
+                raise RestoreError("refused with --no-restart: " + "; ".join(holders))
+            for line in holders:
+                # Restoring all the same: the data matters more; the proof below reports it.
+                say(f"WARNING: {line} after the app was stopped: it will keep the replaced "
+                    f"file; stop_command/start_command should cover it")
             with fenced(db.parent):
                 quarantine = _quarantine(db)
                 if quarantine:
@@ -249,13 +299,27 @@ def restore(cfg: Config, source: str | None = None, at: str | None = None,
         tmp.unlink(missing_ok=True)
         raise
     finished = time.monotonic()
-    now = time.time()
-    return Report(
+    report = Report(
         source=source, backup=backup_desc, quarantine=str(quarantine) if quarantine else None,
         rto_seconds=finished - started, downtime_seconds=finished - stopped_at,
-        rpo_seconds=(now - newest) if newest is not None else
-        ((now - backup_time) if backup_time is not None else None),
-        newest_row=newest, tables=tables, healthy=healthy)
+        fault_time=fault_time, backup_time=backup_time,
+        rpo_seconds=max(0.0, fault_time - backup_time) if backup_time is not None else None,
+        newest_row=newest, tables=tables, healthy=healthy, holders=holders)
+    if healthy and bk is not None and bk.litestream_config and bk.replication_proof_timeout > 0:
+        proof: Proof = prove(bk, db, say)
+        report.replication = "proven" if proof.ok else "not_resumed"
+        report.replication_detail = proof.detail
+        say(proof.detail)
+    return report
+
+
+def _wal_mode(db: Path) -> bool:
+    """The file format's write version (header byte 18) is 2 in WAL mode."""
+    try:
+        with open(db, "rb") as fh:
+            return fh.read(20)[18:19] == b"\x02"
+    except OSError:
+        return False
 
 
 def _quarantine(db: Path) -> Path | None:

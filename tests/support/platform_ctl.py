@@ -5,6 +5,9 @@
         for `docker compose`: records its argv, then restarts the app)
 
 STATE_DIR/app.json holds the app's argv; every call is appended to STATE_DIR/calls.log.
+With STATE_DIR/litestream.json (Litestream's argv) the platform runs Litestream as a
+service beside the app, and stop/start/restart cover both, as `systemctl stop trading
+litestream` would.
 """
 import json
 import os
@@ -62,6 +65,14 @@ def start(state: Path, argv: list[str], pid_file: Path) -> None:
         time.sleep(0.05)
 
 
+def start_litestream(state: Path) -> None:
+    argv = json.loads((state / "litestream.json").read_text())
+    log = open(state / "litestream.log", "ab")
+    proc = subprocess.Popen(argv, stdout=log, stderr=log, stdin=subprocess.DEVNULL,
+                            start_new_session=True, close_fds=True)
+    (state / "litestream.pid").write_text(str(proc.pid))
+
+
 def main(argv: list[str]) -> None:
     state = Path(argv[1])
     verb = argv[2]
@@ -69,19 +80,21 @@ def main(argv: list[str]) -> None:
         fh.write(" ".join(argv[2:]) + "\n")
     app_argv = json.loads((state / "app.json").read_text())
     pid_file = state / "app.pid"
-    if verb == "stop":
-        stop(pid_file)
-    elif verb == "slowstop":  # a service manager that takes its time
-        time.sleep(1.0)
-        stop(pid_file)
-    elif verb == "start":
-        start(state, app_argv, pid_file)
-    elif verb in ("restart", "compose"):
-        stop(pid_file)
-        start(state, app_argv, pid_file)
-    else:
+    litestream = (state / "litestream.json").exists()
+    stops, starts = verb in ("stop", "slowstop", "restart", "compose"), \
+        verb in ("start", "restart", "compose")
+    if not (stops or starts):
         sys.exit(f"unknown verb {verb}")
-
+    if verb == "slowstop":  # a service manager that takes its time
+        time.sleep(1.0)
+    if stops:
+        stop(pid_file)
+        if litestream:
+            stop(state / "litestream.pid")
+    if starts:
+        if litestream:
+            start_litestream(state)
+        start(state, app_argv, pid_file)
 
 if __name__ == "__main__":
     main(sys.argv)
