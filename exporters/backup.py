@@ -2,8 +2,10 @@
 
 Backups are proven, not assumed: in the background the newest backup (the Litestream
 replica when one is configured, else the newest snapshot) is restored into a
-temporary file next to the database -- the same filesystem a real restore would use --
-and integrity-checked. The scrape only reads the cached verdict.
+temporary file in the scratch folder (``backups.scratch_dir``, default TMPDIR; the
+database's and the snapshots' folders may be read-only mounts) and integrity-checked.
+The scrape only reads the cached verdict, plus the disk use of the files restores have
+quarantined (a stat of each, so constant in database size).
 """
 from __future__ import annotations
 
@@ -29,8 +31,9 @@ class BackupCollector(Concern):
 
     def __init__(self, database: Path, snapshots_dir: Path | None,
                  litestream_config: Path | None = None, restore_test_interval: float = 3600,
-                 litestream_binary: str | None = None):
+                 litestream_binary: str | None = None, scratch_dir: Path | None = None):
         super().__init__()
+        self._scratch = Path(scratch_dir) if scratch_dir else None
         self.litestream_binary = litestream_binary
         self.database = Path(database)
         self.snapshots_dir = Path(snapshots_dir) if snapshots_dir else None
@@ -50,6 +53,7 @@ class BackupCollector(Concern):
             yield from self._replica(problems)
             if self.missing_binary():
                 problems.append(self.missing_binary())
+        yield from self._quarantine(problems)
         yield from self._restore_result()
 
     # -- snapshots -------------------------------------------------------------------
@@ -81,6 +85,22 @@ class BackupCollector(Concern):
                                     value=newest.created)
             yield GaugeMetricFamily("pitwatch_backup_snapshot_last_size_bytes",
                                     "Size of the newest complete snapshot", value=newest.size_bytes)
+
+    # -- quarantine ------------------------------------------------------------------
+    def _quarantine(self, problems: list[str]) -> Iterator[Metric]:
+        try:
+            held = backups.list_quarantine(self.database)
+        except OSError as exc:
+            problems.append(f"quarantine folder {backups.quarantine_dir(self.database)}: "
+                            f"{exc.strerror or exc}")
+            return
+        yield GaugeMetricFamily("pitwatch_backup_quarantine_copies",
+                                "Folders of files replaced by restores, kept in quarantine/ "
+                                "beside the database until pruned",
+                                value=len(held))
+        yield GaugeMetricFamily("pitwatch_backup_quarantine_bytes",
+                                "Disk space the quarantined files use (hard links counted once)",
+                                value=sum(q.bytes for q in held))
 
     # -- litestream ------------------------------------------------------------------
     def replica_paths(self) -> list[Path]:
@@ -154,10 +174,9 @@ class BackupCollector(Concern):
         return not (self.snapshots_dir and backups.list_snapshots(self.snapshots_dir))
 
     def scratch_dir(self) -> Path:
-        """Where the restored copy goes: $TMPDIR when set (the database's folder may be
-        read-only, as in compose), else beside the database, where the space is known to
-        fit a copy (/tmp is often a small tmpfs)."""
-        return Path(os.environ["TMPDIR"]) if os.environ.get("TMPDIR") else self.database.parent
+        """Where the restored copy goes: the configured scratch folder, else the default
+        of :func:`pitwatch.core.backups.scratch_dir` (TMPDIR)."""
+        return self._scratch or backups.scratch_dir()
 
     def _remove_leftovers(self, older_than: float = 3600) -> None:
         """Temp folders of restore tests killed mid-way (each may hold a database copy)."""

@@ -1,10 +1,12 @@
 import json
 import sqlite3
+import tempfile
 from pathlib import Path
 
 import pytest
 
 from pitwatch.core import backups
+from pitwatch.core.config import parse
 from pitwatch.core.procs import Child, free_port
 from support.waiting import EVENTUALLY, wait_until
 
@@ -35,7 +37,25 @@ def test_snapshot_manifest_and_verify(tmp_path):
     assert on_disk["tables"] == {"trades": 200}
     assert on_disk["sha256"] == backups.sha256_file(Path(m.path))
     assert backups.list_snapshots(tmp_path / "snaps") == [m]
-    assert backups.verify_snapshot(m) == (True, "ok")
+    assert backups.verify_snapshot(m, tmp_path) == (True, "ok")
+    assert sorted(p.name for p in (tmp_path / "snaps").iterdir()) == [
+        "trading-20231114T221320Z.db", "trading-20231114T221320Z.json"]  # nothing beside it
+
+
+def test_scratch_dir_is_the_configured_folder_else_tmpdir(tmp_path):
+    cfg = parse({"platform": {"database": "t.db"},
+                 "backups": {"snapshots_dir": "snaps", "scratch_dir": "scratch"}}, base=tmp_path)
+    assert backups.scratch_dir(cfg.backups) == tmp_path / "scratch"
+    cfg = parse({"platform": {"database": "t.db"}, "backups": {"snapshots_dir": "snaps"}},
+                base=tmp_path)
+    assert backups.scratch_dir(cfg.backups) == backups.scratch_dir() == Path(tempfile.gettempdir())
+
+
+def test_verify_fails_loudly_when_the_scratch_folder_is_missing(tmp_path):
+    m = backups.snapshot(make_db(tmp_path / "trading.db"), tmp_path / "snaps")
+    with pytest.raises(FileNotFoundError):  # no verdict on the snapshot, and no copy elsewhere
+        backups.verify_snapshot(m, tmp_path / "no-such-scratch")
+    assert len(list((tmp_path / "snaps").iterdir())) == 2
 
 
 def test_verify_catches_a_changed_or_damaged_snapshot(tmp_path):

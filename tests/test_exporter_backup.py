@@ -19,7 +19,9 @@ def test_snapshots_and_restore_test(tmp_path):
     snaps = tmp_path / "snaps"
     backups.snapshot(db, snaps, now=time.time() - 7200)
     newest = backups.snapshot(db, snaps)
-    col = BackupCollector(db, snaps)
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    col = BackupCollector(db, snaps, scratch_dir=scratch)
     got = samples(col)
     assert success(got, "backup") == 1
     assert value(got, "pitwatch_backup_snapshots_retained") == 2
@@ -29,7 +31,9 @@ def test_snapshots_and_restore_test(tmp_path):
     got = samples(col)
     assert value(got, "pitwatch_backup_restore_test_ok") == 1
     assert value(got, "pitwatch_backup_restore_test_duration_seconds") > 0
-    assert not list(tmp_path.glob(".pitwatch-restore-test-*"))  # the temp copy is gone
+    assert not list(scratch.iterdir())  # the temp copy is gone
+    assert {p.name for p in tmp_path.iterdir()} <= {  # and nothing beside the database
+        "scratch", "snaps", "trading.db", "trading.db-shm", "trading.db-wal"}
     # Damage the newest snapshot: the restore test must say so.
     with open(newest.path, "r+b") as fh:
         fh.seek(8192)
@@ -43,15 +47,19 @@ def test_snapshots_and_restore_test(tmp_path):
 def test_restore_test_removes_stale_leftovers_only(tmp_path):
     db = make_db(tmp_path / "trading.db", trades=10)
     backups.snapshot(db, tmp_path / "snaps")
-    stale, fresh = tmp_path / ".pitwatch-restore-test-old", tmp_path / ".pitwatch-restore-test-busy"
-    for folder in (stale, fresh):
-        folder.mkdir()
+    scratch = tmp_path / "scratch"
+    stale, fresh = scratch / ".pitwatch-restore-test-old", scratch / ".pitwatch-restore-test-busy"
+    other = scratch / ".pitwatch-verify-old"  # not the restore test's
+    for folder in (stale, fresh, other):
+        folder.mkdir(parents=True)
         (folder / "restored.db").write_bytes(b"x" * 1000)
-    os.utime(stale, (time.time() - 7200, time.time() - 7200))
-    col = BackupCollector(db, tmp_path / "snaps")
+    for folder in (stale, other):
+        os.utime(folder, (time.time() - 7200, time.time() - 7200))
+    col = BackupCollector(db, tmp_path / "snaps", scratch_dir=scratch)
     col.checks()[0].run_once()
     assert value(samples(col), "pitwatch_backup_restore_test_ok") == 1
     assert not stale.exists() and fresh.exists()  # a running test's folder is left alone
+    assert other.exists()
 
 
 def test_missing_snapshots_folder_is_a_failure(tmp_path):

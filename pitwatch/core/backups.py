@@ -7,12 +7,20 @@ snapshots from here. Layout of a snapshots folder::
     <stem>-20261127T063000Z.db     the SQLite online-backup copy
     <stem>-20261127T063000Z.json   its manifest (written last: a snapshot without one
                                    is incomplete and ignored)
+
+A restore keeps the files it replaced beside the database, pruned here by count and age::
+
+    <database folder>/quarantine/20261202T131500.123456Z/   trading.db[-wal, -shm]
+
+Temporary copies (``verify_snapshot``, the exporter's restore test) go to
+:func:`scratch_dir`, never beside the database or the snapshots: both may be read-only.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -21,10 +29,17 @@ import time
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pitwatch.core import binaries
 
+if TYPE_CHECKING:
+    from pitwatch.core.config import Backups
+
 STAMP = "%Y%m%dT%H%M%SZ"
+QUARANTINE = "quarantine"
+# The folder names restore gives a quarantine: UTC time, microseconds optional.
+QUARANTINE_STAMP = re.compile(r"\d{8}T\d{6}(\.\d{1,6})?Z")
 
 
 @dataclass(frozen=True)
@@ -126,14 +141,92 @@ def prune(snapshots_dir: Path, retention: float, keep_min: int,
     return removed
 
 
-def verify_snapshot(m: Manifest) -> tuple[bool, str]:
-    """Checksum against the manifest, then an integrity check of a restored copy."""
+def scratch_dir(backups_cfg: Backups | None = None) -> Path:
+    """Where temporary database copies go: ``backups.scratch_dir``, else TMPDIR.
+
+    The one place that decides it. Never the database's or the snapshots' folder: in
+    production those are often read-only mounts for whoever only checks them."""
+    configured = getattr(backups_cfg, "scratch_dir", None)
+    return Path(configured) if configured else Path(tempfile.gettempdir())
+
+
+def verify_snapshot(m: Manifest, scratch: Path | None = None) -> tuple[bool, str]:
+    """Checksum against the manifest, then an integrity check of a restored copy.
+
+    The copy is made in ``scratch`` (default :func:`scratch_dir`) and removed after."""
     if sha256_file(Path(m.path)) != m.sha256:
         return False, "sha256 differs from the manifest"
-    with tempfile.TemporaryDirectory(dir=Path(m.path).parent, prefix=".verify-") as tmp:
+    scratch = scratch_dir() if scratch is None else Path(scratch)
+    with tempfile.TemporaryDirectory(dir=scratch, prefix=".pitwatch-verify-") as tmp:
         copy = Path(tmp) / "restored.db"
         shutil.copyfile(m.path, copy)
         return integrity_check(copy)
+
+
+@dataclass(frozen=True)
+class Quarantined:
+    """One ``quarantine/<stamp>/`` folder: the files a restore replaced."""
+    path: Path
+    created: float  # unix time, from the folder's name (its mtime if that is no date)
+    bytes: int  # disk use; an inode already counted in a newer folder is not counted again
+
+
+def quarantine_dir(database: Path) -> Path:
+    return Path(database).parent / QUARANTINE
+
+
+def list_quarantine(database: Path) -> list[Quarantined]:
+    """The quarantined copies beside ``database``, newest first.
+
+    Only folders named like a restore's stamp count; anything else there is not ours.
+    Cheap: a stat of each file, never a read (the files are as big as the database)."""
+    folder = quarantine_dir(database)
+    try:
+        entries = [e for e in os.scandir(folder)
+                   if QUARANTINE_STAMP.fullmatch(e.name) and e.is_dir(follow_symlinks=False)]
+    except FileNotFoundError:
+        return []  # no restore yet
+    found = sorted(((_stamp_time(e), e.name, Path(e.path)) for e in entries), reverse=True)
+    seen: set[tuple[int, int]] = set()  # hard links, within a folder or across, count once
+    return [Quarantined(path, created, _disk_use(path, seen)) for created, _, path in found]
+
+
+def prune_quarantine(database: Path, keep: int, max_age: float,
+                     now: float | None = None) -> list[Quarantined]:
+    """Delete quarantined copies beyond the newest ``keep`` or older than ``max_age``
+    seconds; never the newest one (the last restore's evidence). Returns what went."""
+    now = time.time() if now is None else now
+    removed = []
+    for i, q in enumerate(list_quarantine(database)):
+        if i == 0 or (i < keep and now - q.created <= max_age):
+            continue
+        shutil.rmtree(q.path)
+        removed.append(q)
+    return removed
+
+
+def _stamp_time(entry: os.DirEntry) -> float:
+    name = entry.name
+    try:
+        fmt = "%Y%m%dT%H%M%S.%fZ" if "." in name else STAMP
+        return datetime.strptime(name, fmt).replace(tzinfo=timezone.utc).timestamp()
+    except ValueError:  # digits that are no date (month 13): when it was made, then
+        return entry.stat(follow_symlinks=False).st_mtime
+
+
+def _disk_use(folder: Path, seen: set[tuple[int, int]]) -> int:
+    """Allocated bytes of the files below ``folder`` whose inode is not in ``seen`` yet."""
+    total = 0
+    for root, _dirs, files in os.walk(folder):
+        for name in files:
+            try:
+                st = os.lstat(os.path.join(root, name))
+            except FileNotFoundError:
+                continue  # removed meanwhile
+            if (st.st_dev, st.st_ino) not in seen:
+                seen.add((st.st_dev, st.st_ino))
+                total += st.st_blocks * 512
+    return total
 
 
 def litestream_restore(config: Path, database: Path, out: Path, at: str | None = None,
