@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, ProcessCollector
 
+from pitwatch.core import backups
 from pitwatch.exporters.activity import ActivityCollector
 from pitwatch.exporters.backup import BackupCollector
 from pitwatch.exporters.base import Combined, Concern, Periodic
@@ -69,7 +70,8 @@ def build_concerns(cfg: Config) -> list[Concern]:
         concerns.append(BackupCollector(plat.database, cfg.backups.snapshots_dir,
                                         cfg.backups.litestream_config,
                                         cfg.backups.restore_test_interval,
-                                        cfg.backups.litestream_binary))
+                                        cfg.backups.litestream_binary,
+                                        backups.scratch_dir(cfg.backups)))
         volumes["backups"] = cfg.backups.snapshots_dir
     concerns.append(SecurityCollector(
         auth_logs=sec.auth_logs, failure_pattern=sec.auth_failure_pattern,

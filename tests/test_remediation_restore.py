@@ -73,6 +73,19 @@ def test_restore_from_a_snapshot_quarantines_and_swaps(platform, tmp_path):
     assert not list(tmp_path.glob(".trading.db.restore-*"))
 
 
+def test_restores_keep_only_the_newest_quarantines(platform, tmp_path):
+    platform.write_config(backups={"quarantine_keep": 2})
+    assert platform.pitwatch("backup", "snapshot").returncode == 0
+    made = []
+    for _ in range(4):
+        out = platform.pitwatch("restore", "--from", "snapshot", "--json")
+        assert out.returncode == 0, out.stderr
+        made.append(Path(json.loads(out.stdout)["quarantine"]))
+    kept = sorted((tmp_path / "quarantine").iterdir())
+    assert kept == made[-2:]  # the newest two; the one just made among them
+    assert "removed the older quarantine" in out.stderr
+
+
 def test_a_bad_backup_stops_before_the_app_is_touched(platform, tmp_path):
     platform.pitwatch("backup", "snapshot")
     [m] = backups.list_snapshots(tmp_path / "snapshots")

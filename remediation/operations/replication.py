@@ -72,7 +72,7 @@ def write_marker(database: Path) -> str:
 
 
 def _replica_holds(bk: Backups, database: Path, token: str) -> bool:
-    with tempfile.TemporaryDirectory(dir=bk.scratch_dir, prefix=".pitwatch-proof-") as tmp:
+    with tempfile.TemporaryDirectory(dir=backups.scratch_dir(bk), prefix=".pitwatch-proof-") as tmp:
         out = Path(tmp) / "replica.db"
         backups.litestream_restore(bk.litestream_config, database, out,
                                    binary=bk.litestream_binary)

@@ -286,6 +286,9 @@ def restore(cfg: Config, source: str | None = None, at: str | None = None,
                 if quarantine:
                     say(f"damaged files kept in {quarantine}")
                 os.replace(tmp, db)
+            if bk is not None:
+                for old in backups.prune_quarantine(db, bk.quarantine_keep, bk.quarantine_max_age):
+                    say(f"removed the older quarantine {old.path}")
         except Fenced as exc:
             raise RestoreError(str(exc)) from None
         fsync_dir(db.parent)
