@@ -240,6 +240,25 @@ def _database_restored(p: Platform, r: Report) -> bool:
     return ok and bool(p.health()) and p.api_ok()
 
 
+def _after_restore(p: Platform, r: Report) -> None:
+    """RPO in trades, RTO, whether replication was proven, and what else acted."""
+    _rpo(p, r)
+    output = next((row[0] for row in p.journal(
+        "select output from runs where action = 'restore' and queued_at >= ? order by id",
+        (r.fault_at,))), "") or ""
+    r.figures["replication"] = "proven" if "replication resumed" in output else "not proven"
+    # The app answered 500s too (AppHighErrorRate's input); a rollback would not help.
+    r.figures["other_actions_since_fault"] = ",".join(sorted({row[0] for row in p.journal(
+        "select action from runs where queued_at >= ? and action != ?",
+        (r.fault_at, r.action))})) or "none"
+    try:
+        errors = p.query('sum(increase(pitwatch_app_http_request_total{job="app", '
+                         f'status=~"5.."}}[{max(60, int(time.time() - r.fault_at) + 30)}s]))')
+        r.figures["app_5xx_after_fault"] = round(float(errors[0]["value"][1])) if errors else 0
+    except requests.RequestException:
+        pass
+
+
 def _rpo(p: Platform, r: Report) -> None:
     """Trades committed before the fault that the restored database does not hold."""
     before = int(r.figures["trades_before_fault"])
@@ -283,7 +302,7 @@ SCENARIOS = {s.name: s for s in (
              _good_release_serving,
              help=f"deploy the faulty release {BAD}: error-rate alert -> mail -> rollback"),
     Scenario("db-corruption", ("AppDatabaseCorruption", "DatabaseIntegrityCheckFailed"), "restore", 240, _corrupt_database,
-             _database_restored, after=_rpo,
+             _database_restored, after=_after_restore,
              help="overwrite pages of the live database: detection -> mail -> restore; RPO"),
     Scenario("app-down", ("AppDown",), "restart", 180, _kill_app, _app_back,
              help="kill -9 the app: down alert -> mail -> restart"),
