@@ -1,8 +1,9 @@
 """Accepting a notification (journal first) and running what the policy decided.
 
-:meth:`Engine.accept` judges each alert alone and commits the notification, its
-decisions and the queued runs; only then may the receiver answer. One writer thread
-judges and commits in arrival order, so the policy always sees the history before it.
+:meth:`Engine.accept` judges each alert alone and commits the notification, the
+latest state of its alerts (what ``blocked_by`` sees firing), its decisions and the
+queued runs; only then may the receiver answer. One writer thread judges and commits
+in arrival order, so the policy always sees the history before it.
 :meth:`Engine.dispatch` hands the queued runs to a bounded thread pool.
 """
 from __future__ import annotations
@@ -28,7 +29,7 @@ from pitwatch.remediation.alerts import Notification
 from pitwatch.remediation.claims import ClaimsUnavailable, LocalClaims, RedisClaims
 from pitwatch.remediation.journal import Journal, JournalUnavailable
 from pitwatch.remediation.metrics import OUTCOMES, REASONS, Metrics
-from pitwatch.remediation.policy import ACT, SUPPRESSED, Policy, episode_key
+from pitwatch.remediation.policy import ACT, SUPPRESSED, Policy, episode_key, firing_until
 
 log = logging.getLogger("pitwatch.remediator")
 BATCH_MAX = 128  # notifications per group commit
@@ -172,6 +173,8 @@ class Engine:
         queued: list[QueuedRun] = []
         tally: list[tuple[str, str]] = []
         nid = tx.add_notification(now, n, body)
+        # Before any judgement: an alert blocks another of the same notification too.
+        tx.note_alerts(now, [(a, firing_until(a, now)) for a in n.alerts])
         pending: list[tuple] = []  # decisions without a run, inserted together
         for i, alert in enumerate(n.alerts):
             verdict = self.policy.judge(alert, now, tx)

@@ -16,6 +16,9 @@ Tables::
                    (queued|running|success|failure|timeout|interrupted|skipped),
                    queued_at, started_at, finished_at, exit_code, output,
                    fencing_token, owner (host:pid of the receiver), timeout
+    alert_state    fingerprint (primary key), labels (JSON), status, starts_at, ends_at,
+                   firing_until (null: not firing), updated_at: the latest notification
+                   of each alert, written with it; what ``blocked_by`` sees as firing
 """
 from __future__ import annotations
 
@@ -76,9 +79,23 @@ create table if not exists runs (
 );
 create index if not exists runs_by_rule on runs(rule, queued_at);
 create index if not exists runs_by_status on runs(status);
+create table if not exists alert_state (
+    fingerprint text primary key,
+    labels text not null,
+    status text not null,
+    starts_at text not null,
+    ends_at text not null,
+    firing_until real,
+    updated_at real not null
+);
 """
 
 OPEN_STATUSES = ("queued", "running")
+_ALERT_STATE = ("insert into alert_state (fingerprint, labels, status, starts_at, ends_at, "
+                "firing_until, updated_at) values (?, ?, ?, ?, ?, ?, ?) "
+                "on conflict (fingerprint) do update set labels=excluded.labels, "
+                "status=excluded.status, starts_at=excluded.starts_at, ends_at=excluded.ends_at, "
+                "firing_until=excluded.firing_until, updated_at=excluded.updated_at")
 _DECISION = ("insert into decisions (notification_id, alert_index, decided_at, alertname, "
              "alert_status, fingerprint, starts_at, rule, action, target, outcome, reason) "
              "values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
@@ -170,8 +187,10 @@ class Journal:
         return rows
 
     def prune(self, before: float) -> int:
-        """Drop notifications older than ``before`` and their decisions that ran nothing."""
+        """Drop notifications older than ``before``, their decisions that ran nothing, and
+        the state of alerts last heard of before then (long past any ``firing_until``)."""
         with self.transaction() as tx:
+            tx.execute("delete from alert_state where updated_at < ?", (before,))
             tx.execute("delete from decisions where run_id is null and decided_at < ?", (before,))
             return tx.execute(
                 "delete from notifications where received_at < ? and id not in "
@@ -208,6 +227,17 @@ class Tx:
         return self.conn.execute("select count(*) from runs where rule=? and queued_at>=?",
                                  (rule, since)).fetchone()[0]
 
+    def firing(self, now: float) -> dict[str, dict[str, str]]:
+        try:
+            rows = self.conn.execute("select fingerprint, labels from alert_state "
+                                     "where firing_until > ?", (now,)).fetchall()
+        except sqlite3.OperationalError as exc:
+            # A journal older than the table, opened read-only by a replay.
+            if "no such table" not in str(exc):
+                raise
+            return {}
+        return {fp: json.loads(labels) for fp, labels in rows}
+
     def target_busy(self, target: str) -> bool:
         return self.conn.execute("select 1 from runs where target=? and status in (?, ?)",
                                  (target, *OPEN_STATUSES)).fetchone() is not None
@@ -218,6 +248,12 @@ class Tx:
             "insert into notifications (received_at, receiver, group_key, status, alerts, body) "
             "values (?, ?, ?, ?, ?, ?)",
             (now, n.receiver, n.group_key, n.status, len(n.alerts), body)).lastrowid
+
+    def note_alerts(self, now: float, alerts: list[tuple]) -> None:
+        """(alert, firing_until) of each alert of a notification: its latest state."""
+        self.conn.executemany(_ALERT_STATE, [
+            (a.fingerprint, json.dumps(a.labels, sort_keys=True), a.status, a.starts_at,
+             a.ends_at, until, now) for a, until in alerts])
 
     def add_decisions(self, rows: list[tuple]) -> None:
         """Many decisions that start no run, in one statement."""

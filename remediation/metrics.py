@@ -6,7 +6,8 @@ from typing import Callable
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 OUTCOMES = ("act", "dry_run", "suppressed", "ignored")
-REASONS = ("duplicate", "cooldown", "max_runs", "market_hours", "locked", "redis_unavailable")
+REASONS = ("duplicate", "blocked_by", "cooldown", "max_runs", "market_hours", "locked",
+           "redis_unavailable")
 RESULTS = ("success", "failure", "timeout", "interrupted")
 
 

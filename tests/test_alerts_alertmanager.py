@@ -160,3 +160,46 @@ def test_the_rendered_config_is_valid(tmp_path):
     assert hook["url"] == "https://remediator.test/alerts"
     shipped = yaml.safe_load(AM_CONFIG.read_text())
     assert config["route"] == shipped["route"] and config["inhibit_rules"] == shipped["inhibit_rules"]
+    assert {"source_matchers": ['remediation="restore"'],
+            "target_matchers": ['remediation="rollback"']} in config["inhibit_rules"]
+
+
+def hooked() -> list[tuple[str, str]]:
+    """(alertname, status) of every alert the webhook was sent, in order."""
+    return [(a["labels"]["alertname"], a["status"]) for _, p in Hook.received for a in p["alerts"]]
+
+
+@pytest.mark.slow  # starts an Alertmanager, waits out a group_interval
+def test_a_database_fault_reaches_the_remediator_and_its_rollback_does_not(stack):
+    fault = alert("DatabaseIntegrityCheckFailed", {"severity": "critical", "remediation": "restore",
+                                                   "job": "exporter", "instance": "exporter:9108"},
+                  "integrity check failed", "quick_check found problems.")
+    errors = alert("AppHighErrorRate", {"severity": "critical", "remediation": "rollback",
+                                        "job": "app"}, "40% 5xx", "40% of the requests failed.")
+    post_alerts(stack["am"], [fault, errors])
+    wait_until(lambda: Hook.received and len(read_mail(stack["mail"])) >= 1, EVENTUALLY,
+               interval=0.2, what="the restore's webhook and mail" + stack["proc"].tail())
+    # Both groups wait the same 5 s: had the rollback been let through, it would be here.
+    holds(lambda: hooked() == [("DatabaseIntegrityCheckFailed", "firing")], 3,
+          what="the restore alone at the remediator")
+    assert [m["Subject"] for _, m in read_mail(stack["mail"])] == \
+        ["[FIRING:CRITICAL] DatabaseIntegrityCheckFailed: integrity check failed"]
+
+    # Restored: the fault resolves, and the rollback alert (if still firing) goes out at
+    # its group's next interval (30 s), for the remediator to judge afresh.
+    post_alerts(stack["am"], [{**fault, "endsAt": datetime.now(timezone.utc).isoformat()}, errors])
+    wait_until(lambda: ("AppHighErrorRate", "firing") in hooked(), 45, interval=0.5,
+               what="the rollback alert after the fault resolved" + stack["proc"].tail())
+    assert ("DatabaseIntegrityCheckFailed", "resolved") in hooked()
+
+
+def test_the_remediator_believes_a_firing_alert_between_re_sends():
+    """blocked_by forgets a fault it is not told about again within FIRING_TTL: the
+    remediator route re-sends a firing alert more often than that."""
+    from pitwatch.core.config import parse_duration
+    from pitwatch.remediation.policy import FIRING_TTL
+
+    shipped = yaml.safe_load(AM_CONFIG.read_text())
+    route = next(r for r in shipped["route"]["routes"] if r["receiver"] == "remediator")
+    assert parse_duration(route["repeat_interval"]) + parse_duration(route["group_interval"]) \
+        < FIRING_TTL

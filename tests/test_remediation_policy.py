@@ -3,6 +3,7 @@ CME Globex calendar and a real journal."""
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 from datetime import datetime, timezone
 
@@ -184,8 +185,153 @@ def test_journal_retention_keeps_runs_and_drops_old_noise(tmp_path, engines):
     assert journal_rows(journal, "select fingerprint, outcome from decisions order by id") == \
         [("old", "act"), ("n2", "ignored")]
     assert journal_rows(journal, "select count(*) from notifications") == [(2,)]
+    assert journal_rows(journal, "select fingerprint from alert_state") == [("n2",)]
     assert journal_rows(journal, "select episode from runs") == \
         [("rollback|old|2026-11-25T10:00:00.123456789Z",)]
     # The kept run still answers for its episode.
     send(e, alert(remediation="rollback", fingerprint="old"))
     assert last_decision(tmp_path) == ("suppressed", "duplicate")
+
+
+# --- blocked_by: a damaged database is restored, never rolled back ---------------------
+
+ROLLBACK = rule("rollback", cooldown=0, blocked_by=[{"remediation": "restore"}])
+RESTORE = rule("restore", cooldown=0)
+
+
+def db_fault(status="firing", **kw):
+    ends = "2026-11-28T18:30:00Z" if status == "resolved" else "0001-01-01T00:00:00Z"
+    return {**alert("DatabaseIntegrityCheckFailed", status=status, fingerprint="db",
+                    remediation="restore", job="exporter", **kw), "endsAt": ends}
+
+
+def errors(**kw):
+    return alert("AppHighErrorRate", fingerprint="err", remediation="rollback", job="app", **kw)
+
+
+def decisions(tmp_path, since_id=0):
+    return journal_rows(tmp_path / "journal.db",
+                        "select fingerprint, rule, outcome, reason, run_id is not null "
+                        "from decisions where id > ? order by id", (since_id,))
+
+
+def test_blocked_while_a_database_fault_fires_then_acts_once_it_resolved(tmp_path, engines):
+    clock = Clock(CLOSED)
+    e = make_engine(tmp_path, [ROLLBACK, RESTORE], clock)
+    engines.append(e)
+    send(e, db_fault())
+    clock.t += 60
+    assert send(e, errors()) == []
+    clock.t += 60
+    send(e, db_fault(status="resolved"))
+    clock.t += 60
+    queued = send(e, errors())  # Alertmanager's re-send of the same episode
+    assert [q.rule.name for q in queued] == ["rollback"]
+    assert decisions(tmp_path) == [("db", "restore", "act", "policy", 1),
+                                   ("err", "rollback", "suppressed", "blocked_by", 0),
+                                   ("db", "restore", "ignored", "resolved", 0),
+                                   ("err", "rollback", "act", "policy", 1)]
+    assert journal_rows(tmp_path / "journal.db", "select rule from runs order by id") == \
+        [("restore",), ("rollback",)]
+    m = e.metrics.registry.get_sample_value
+    assert m("pitwatch_remediation_suppressions_total", {"reason": "blocked_by"}) == 1
+
+
+@pytest.mark.parametrize("order", ["errors_first", "fault_first"])
+def test_a_fault_in_the_same_notification_blocks_too(tmp_path, engines, order):
+    e = make_engine(tmp_path, [ROLLBACK, RESTORE], Clock(CLOSED))
+    engines.append(e)
+    pair = [errors(), db_fault()] if order == "errors_first" else [db_fault(), errors()]
+    queued = send(e, *pair)
+    assert [q.rule.name for q in queued] == ["restore"]
+    assert sorted(decisions(tmp_path)) == [("db", "restore", "act", "policy", 1),
+                                           ("err", "rollback", "suppressed", "blocked_by", 0)]
+
+
+def test_a_firing_state_not_heard_of_again_goes_stale(tmp_path, engines):
+    from pitwatch.remediation.policy import FIRING_TTL
+
+    clock = Clock(CLOSED)
+    e = make_engine(tmp_path, [ROLLBACK], clock)  # no restore rule: noted all the same
+    engines.append(e)
+    send(e, db_fault())
+    clock.t = CLOSED + 3600  # Alertmanager's repeat_interval: the fault still fires
+    send(e, db_fault())
+    clock.t = CLOSED + 3600 + FIRING_TTL - 1
+    send(e, errors())
+    assert last_decision(tmp_path) == ("suppressed", "blocked_by")
+    clock.t = CLOSED + 3600 + FIRING_TTL + 1  # no re-send, no resolved: no longer believed
+    send(e, errors())
+    assert last_decision(tmp_path) == ("act", "policy")
+
+
+def test_an_end_time_given_with_a_firing_alert_ends_the_block(tmp_path, engines):
+    clock = Clock(CLOSED)  # 2026-11-28T18:00:00Z
+    e = make_engine(tmp_path, [ROLLBACK], clock)
+    engines.append(e)
+    send(e, {**db_fault(), "endsAt": "2026-11-28T18:05:00Z"})
+    clock.t = CLOSED + 299
+    send(e, errors())
+    assert last_decision(tmp_path) == ("suppressed", "blocked_by")
+    clock.t = CLOSED + 301
+    send(e, errors())
+    assert last_decision(tmp_path) == ("act", "policy")
+
+
+def test_only_a_full_label_set_of_another_alert_blocks(tmp_path, engines):
+    blocked_by = [{"remediation": "restore", "job": "exporter"}, {"severity": "critical"}]
+    e = make_engine(tmp_path, [rule("rollback", cooldown=0, blocked_by=blocked_by)],
+                    Clock(CLOSED))
+    engines.append(e)
+    # Its own labels never block it, though they match the second set.
+    send(e, errors(severity="critical", starts_at="2026-11-28T17:00:00Z"))
+    assert last_decision(tmp_path) == ("act", "policy")
+    send(e, alert("AppDatabaseCorruption", fingerprint="c", remediation="restore", job="app"),
+         alert("Other", fingerprint="o", job="exporter", severity="warning"))
+    send(e, errors(starts_at="2026-11-28T17:10:00Z"))
+    assert last_decision(tmp_path) == ("act", "policy")  # parts of a set, in two alerts
+    send(e, db_fault())
+    send(e, errors(starts_at="2026-11-28T17:20:00Z"))
+    assert last_decision(tmp_path) == ("suppressed", "blocked_by")
+
+
+def test_replay_answers_blocked_as_the_receiver_did(tmp_path, engines):
+    from pitwatch.remediation.alerts import parse as parse_notification
+    from pitwatch.remediation.replay import replay
+
+    e = make_engine(tmp_path, [ROLLBACK, RESTORE], Clock(CLOSED))
+    engines.append(e)
+    send(e, db_fault())
+    send(e, errors())
+    assert last_decision(tmp_path) == ("suppressed", "blocked_by")
+    cfg = e.cfg
+
+    def replayed(*alerts, at=CLOSED + 10):
+        rows = replay(cfg, parse_notification(json.dumps(notification(list(alerts)))), at)
+        return [(r["fingerprint"], r["outcome"], r["reason"]) for r in rows]
+
+    assert replayed(errors()) == [("err", "suppressed", "blocked_by")]
+    # The notification's own alerts count, as in the receiver: resolved in it, not blocked.
+    assert replayed(db_fault(status="resolved"), errors()) == \
+        [("db", "ignored", "resolved"), ("err", "act", "policy")]
+    e.close()
+    engines.remove(e)
+    old = sqlite3.connect(tmp_path / "journal.db")  # a journal from before blocked_by
+    old.execute("drop table alert_state")
+    old.commit()
+    old.close()
+    assert replayed(errors()) == [("err", "act", "policy")]
+    (tmp_path / "journal.db").unlink()
+    assert replayed(errors(), db_fault()) == [("err", "suppressed", "blocked_by"),
+                                             ("db", "act", "policy")]
+
+
+@pytest.mark.parametrize("blocked_by", [{"remediation": "restore"}, ["restore"],
+                                        [{"remediation": 1}]])
+def test_blocked_by_is_a_list_of_label_sets(tmp_path, blocked_by):
+    raw = {"platform": {"database": str(tmp_path / "t.db")},
+           "remediation": {"auth": "none", "journal": str(tmp_path / "journal.db"),
+                           "policy": [rule("rollback", blocked_by=blocked_by)]}}
+    with pytest.raises(config.ConfigError) as err:
+        config.parse(raw, base=tmp_path, source=tmp_path / "pitwatch.yml")
+    assert "remediation.policy[0].blocked_by" in str(err.value)

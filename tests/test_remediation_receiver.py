@@ -25,7 +25,7 @@ RECORD = ("import os, sys, time; "
           "open(sys.argv[1] + '.done', 'a').write('done\\n')")
 
 
-def write_config(root, port, sleep=0.0, **rem):
+def write_config(root, port, sleep=0.0, blocked_by=(), **rem):
     out = root / "ran.txt"
     cfg = {
         "platform": {"database": str(root / "trading.db")},
@@ -33,7 +33,7 @@ def write_config(root, port, sleep=0.0, **rem):
             root, port, actions={"record": [PY, "-c", RECORD, str(out), str(sleep)]},
             policy=[{"name": "rollback_bad_release", "match": {"remediation": "rollback"},
                      "action": "record", "cooldown": "1h", "max_runs": 5, "window": "1h",
-                     "timeout": "30s"}], **rem),
+                     "timeout": "30s", "blocked_by": list(blocked_by)}], **rem),
     }
     path = root / "pitwatch.yml"
     path.write_text(yaml.safe_dump(cfg))
@@ -176,6 +176,30 @@ def test_resolved_never_kills_a_running_action(receiver):
     assert lines(r.out.with_name("ran.txt.done")) == ["done"]
     assert journal_rows(r.journal, "select outcome, reason from decisions order by id desc limit 1") \
         == [("ignored", "resolved")]
+
+
+def test_a_firing_database_fault_blocks_the_rollback_until_it_resolves(receiver):
+    r = receiver(blocked_by=[{"remediation": "restore"}])
+    fault = alert("DatabaseIntegrityCheckFailed", fingerprint="db", remediation="restore",
+                  job="exporter")
+    errors = alert("AppHighErrorRate", fingerprint="err", remediation="rollback", job="app")
+    assert r.post(notification([fault])).status_code == 200
+    assert r.post(notification([errors])).status_code == 200
+    assert journal_rows(r.journal, "select fingerprint, outcome, reason, run_id from decisions "
+                                   "order by id") == [("db", "ignored", "no_rule", None),
+                                                      ("err", "suppressed", "blocked_by", None)]
+    assert journal_rows(r.journal, "select count(*) from runs") == [(0,)]
+    metrics = requests.get(r.url + "/metrics", timeout=5).text
+    assert 'pitwatch_remediation_suppressions_total{reason="blocked_by"} 1.0' in metrics
+    holds(lambda: not r.out.exists(), 1.0, what="no action")
+    # The fault resolves; Alertmanager's re-send of the same episode may act now.
+    resolved = {**fault, "status": "resolved", "endsAt": "2026-11-25T10:05:00Z"}
+    assert r.post(notification([resolved])).status_code == 200
+    assert r.post(notification([errors])).status_code == 200
+    wait_until(lambda: len(lines(r.out)) == 1, EVENTUALLY, what="the rollback")
+    assert lines(r.out) == ["err 2026-11-25T10:00:00.123456789Z"]
+    assert journal_rows(r.journal, "select outcome, reason from decisions order by id desc "
+                                   "limit 1") == [("act", "policy")]
 
 
 def test_kill_9_during_an_action_leaves_it_interrupted_and_not_rerun(receiver, tmp_path):

@@ -97,6 +97,10 @@ def test_rendered_configs_pass_promtool_and_amtool(name, tmp_path):
                   "severity=critical", "remediation=rollback", "alertname=AppHighErrorRate")
     assert routed.returncode == 0, routed.stderr
     assert "mail-critical" in routed.stdout and "remediator" in routed.stdout
+    # A restore alert holds back the rollback whatever the platform calls its jobs.
+    inhibit = yaml.safe_load(am.read_text())["inhibit_rules"]
+    assert {"source_matchers": ['remediation="restore"'],
+            "target_matchers": ['remediation="rollback"']} in inhibit
     boards = list((out / "grafana" / "dashboards").glob("*.json"))
     assert len(boards) >= 7 and all(json.loads(b.read_text())["uid"] for b in boards)
 

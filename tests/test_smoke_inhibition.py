@@ -1,8 +1,10 @@
 """The shipped alertmanager.yml in a real Alertmanager: the smoke alerts page only when
-the instrumented app's own alerts do not already speak for the same outage."""
+the instrumented app's own alerts do not already speak for the same outage, and a
+database fault holds back the rollback its errors would ask for."""
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 import urllib.request
 from datetime import datetime, timezone
@@ -120,3 +122,43 @@ def test_other_alerts_leave_the_smoke_failure_paging(am):
                what="the smoke failure active")
     time.sleep(1)  # the inhibition is computed when asked: a second look agrees
     assert states(am)[("AppSmokeFailing", "health")] == "active"
+
+
+def inhibited(base: str) -> dict[str, list[str]]:
+    """amtool's view: alertname -> the alertnames inhibiting it."""
+    out = subprocess.run(["amtool", "alert", "query", "--active", "--inhibited", "-o", "json",
+                          f"--alertmanager.url={base}"], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    alerts = json.loads(out.stdout)
+    names = {a["fingerprint"]: a["labels"]["alertname"] for a in alerts}
+    return {a["labels"]["alertname"]: sorted(names.get(f, f) for f in a["status"]["inhibitedBy"])
+            for a in alerts if a["status"]["state"] == "suppressed"}
+
+
+DB_FAULTS = {
+    "DatabaseIntegrityCheckFailed": {"severity": "critical", "remediation": "restore",
+                                     "job": "exporter", "instance": "exporter:9108"},
+    "AppDatabaseCorruption": {"severity": "critical", "remediation": "restore", "job": "app"},
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fault", DB_FAULTS)
+def test_a_database_fault_holds_back_the_rollback(am, fault):
+    # The errors of a damaged database ask for a rollback: the restore is the answer.
+    post(am, (fault, DB_FAULTS[fault]), ("AppHighErrorRate", ERRORS))
+    wait_until(lambda: inhibited(am).get("AppHighErrorRate") == [fault], 30,
+               what=f"the rollback alert inhibited by {fault}")
+    assert states(am)[(fault, "")] == "active"
+
+
+@pytest.mark.slow
+def test_database_errors_alone_leave_the_rollback_to_act(am):
+    # Locked/other SQLite errors are not damage, and a bad release causes them too.
+    post(am, ("AppDatabaseErrors", {"severity": "warning", "job": "app", "kind": "other"}),
+         ("AppHighErrorRate", ERRORS))
+    wait_until(lambda: states(am).get(("AppHighErrorRate", "")) == "active", 30,
+               what="the rollback alert active")
+    time.sleep(1)  # the inhibition is computed when asked: a second look agrees
+    assert states(am)[("AppHighErrorRate", "")] == "active"
+    assert inhibited(am) == {}

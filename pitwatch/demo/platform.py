@@ -106,6 +106,7 @@ remediation:
       window: 1h
       timeout: 3m
       market_hours: allow
+      blocked_by: [{{remediation: restore}}]  # a damaged database is restored, never rolled back
     - name: restore_damaged_database  # corruption / failed integrity check
       match: {{remediation: restore}}
       action: restore
