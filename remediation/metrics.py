@@ -8,7 +8,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 OUTCOMES = ("act", "dry_run", "suppressed", "ignored")
 REASONS = ("duplicate", "blocked_by", "cooldown", "max_runs", "market_hours", "locked",
            "redis_unavailable")
-RESULTS = ("success", "failure", "timeout", "interrupted")
+RESULTS = ("success", "degraded", "failure", "timeout", "interrupted")
 
 
 class Metrics:

@@ -327,7 +327,7 @@ def test_replay_answers_blocked_as_the_receiver_did(tmp_path, engines):
 
 
 @pytest.mark.parametrize("blocked_by", [{"remediation": "restore"}, ["restore"],
-                                        [{"remediation": 1}]])
+                                        [{"remediation": 1}], [{}]])
 def test_blocked_by_is_a_list_of_label_sets(tmp_path, blocked_by):
     raw = {"platform": {"database": str(tmp_path / "t.db")},
            "remediation": {"auth": "none", "journal": str(tmp_path / "journal.db"),

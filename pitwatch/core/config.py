@@ -318,6 +318,15 @@ class PolicyRule(Model):
     # does not act (reason blocked_by). A rollback is blocked by a database fault.
     blocked_by: list[dict[str, str]] = []
 
+    @field_validator("blocked_by")
+    @classmethod
+    def _label_sets(cls, v: list[dict[str, str]]) -> list[dict[str, str]]:
+        # An empty set would match every alert: the rule would never act again.
+        for i, labels in enumerate(v):
+            if not labels:
+                raise ValueError(f"[{i}] is empty: name at least one label")
+        return v
+
     @field_validator("match_re")
     @classmethod
     def _regexes(cls, v: dict[str, str]) -> dict[str, str]:
