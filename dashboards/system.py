@@ -11,6 +11,15 @@ MEMORY = slo_steps(slo.APP_MEMORY)
 FREE = slo_steps(slo.VOLUME_FREE_WARNING, slo.VOLUME_FREE_CRITICAL)
 APP_CPU = rate("pitwatch_app_process_cpu_seconds_total")
 LOAD_PER_CPU = "max(pitwatch_host_load1) / max(pitwatch_host_cpus)"
+# Every compose container as cAdvisor sees it (job cadvisor); outside containers the app
+# process stands in, so the panels show the app either way.
+COMPOSE = '{container_label_com_docker_compose_service!=""}'
+AS_APP_PROCESS = '"name", "app (process)", "", ""'
+CONTAINER_MEMORY = (f"sum by (name) (container_memory_working_set_bytes{COMPOSE}) or "
+                    f"label_replace(max(pitwatch_app_process_resident_memory_bytes), "
+                    f"{AS_APP_PROCESS})")
+CONTAINER_CPU = (f"{rate('container_cpu_usage_seconds_total' + COMPOSE, 'name')} or "
+                 f"label_replace({APP_CPU}, {AS_APP_PROCESS})")
 
 dashboard = board("system", "pitwatch / System",
                   "The app process, the host, the volumes, and whether monitoring itself "
@@ -59,4 +68,12 @@ dashboard = board("system", "pitwatch / System",
     timeseries("Host load per CPU", "1-minute load average divided by the number of CPUs; "
                "above 1, work waits for a CPU.", targets((LOAD_PER_CPU, "load per CPU")),
                units.PERCENT, thresholds=steps(GREEN, (1, RED))),
+    timeseries("Memory by container", "Working set of each container (cAdvisor): what the "
+               "kernel weighs against the container's mem_limit (compose/README.md, "
+               "Limits). Without containers: the app process's resident memory.",
+               targets((CONTAINER_MEMORY, "{{name}}")), units.BYTES,
+               links=[runbook_link(slo.APP_MEMORY.alert)]),
+    timeseries("CPU by container", "CPU time of each container per second (1 = one core "
+               "busy; capped by its cpus limit). Without containers: the app process.",
+               targets((CONTAINER_CPU, "{{name}}")), units.PERCENT),
 ])

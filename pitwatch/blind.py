@@ -66,8 +66,11 @@ SOURCES: list[tuple[str, Feeds, str]] = [
     ("pitwatch_activity_", lambda c: c.trading.activity != "none",
      OFF + "trading.activity is none"),
     ("pitwatch_smoke_", lambda c: c.smoke.urls != [], OFF + "smoke.urls is empty"),
+    # cAdvisor's container metrics: a platform outside containers has none, by choice.
+    ("container_", lambda c: "cadvisor" in scraped_roles(c),
+     OFF + "monitoring.jobs has no cadvisor job (no containers watched)"),
 ]
-METRIC = re.compile(r"\b(pitwatch_[a-z0-9_]+|litestream_[a-z0-9_]+)")
+METRIC = re.compile(r"\b(pitwatch_[a-z0-9_]+|litestream_[a-z0-9_]+|container_[a-z0-9_]+)")
 NAME_REGEX = re.compile(r'__name__=~"([^"]+)"')  # any one of several metrics
 JOB = re.compile(r'job=~?"([^"]+)"')
 
@@ -112,7 +115,7 @@ def _missing(expr: str, cfg: Config, jobs: set[str]) -> list[str]:
         why = _unfed(metric, cfg)
         if why:
             out.append(why)
-    return out
+    return list(dict.fromkeys(out))  # a label name (container_label_…) reads like a metric
 
 
 def _unfed(metric: str, cfg: Config) -> str | None:
