@@ -61,6 +61,8 @@ from flask import Flask, request
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_flask_exporter import PrometheusMetrics
 
+from pitwatch.core import slo
+
 PREFIX = "pitwatch_app"
 TIMEFRAMES = ("1m", "5m", "1h", "1d")
 LOGIN_FAILURE_REASONS = ("bad_password", "unknown_user", "locked")
@@ -82,11 +84,10 @@ CONTRACT_MONTH = (r"(?:[\s._/-]*(?i:JAN|FEB|MAR|APR|MAY|JUN|JUL|AUG|SEP|OCT|NOV|
 MAX_INSTRUMENTS = 50
 MAX_LABEL_LENGTH = 32
 
-# Request latency: the API SLO is p95 < 200 ms, so 0.2 must be a bucket boundary for
-# the alert and the board to read it exactly (client_python's defaults lack it).
-HTTP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1.0, 2.5, 5.0, 10.0)
-# SQLite on local disk: most queries take well under a millisecond; the SLO is p99 < 50 ms.
-DB_QUERY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+# Buckets that fit the SLOs (pitwatch.core.slo): the latency threshold (0.2 s, which
+# client_python's defaults lack) and 0.05 are bounds, so rules and boards read them exactly.
+HTTP_BUCKETS = slo.HTTP_BUCKETS
+DB_QUERY_BUCKETS = slo.DB_QUERY_BUCKETS
 
 
 class MetricsPathTaken(RuntimeError):

@@ -1,34 +1,28 @@
 """``pitwatch check``: the exporter's collectors as a green / yellow / red health report.
 
 The verdicts are read from the same metric samples Prometheus would scrape, with the
-platform's SLO thresholds (RPO 1 h, RTO 5 min, DB query p99 50 ms, memory 1 GB,
-TLS 21 d / 7 d). Exit code: 0 healthy, 1 degraded (a yellow), 2 failing (a red). An
+thresholds of the SLO specification (:mod:`pitwatch.core.slo`: RPO 1 h, RTO 5 min, DB
+query p99 50 ms, memory 1 GB, TLS 21 d / 7 d, …, or the config's ``slo:`` section): a
+value past a warning alert's threshold is yellow, past a critical one's red, as the
+alerts would say. Exit code: 0 healthy, 1 degraded (a yellow), 2 failing (a red). An
 "info" line says what could not be judged (a firewall nobody can see) without
 changing the exit code.
 """
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections import defaultdict
 from dataclasses import asdict, dataclass
+
+from pitwatch.core import slo
+from pitwatch.core.slo import Threshold
 
 OK, WARN, FAIL, INFO = "ok", "warn", "fail", "info"
 EXIT = {OK: 0, WARN: 1, FAIL: 2, INFO: 0}
 DAY = 86400.0
 MIB = 1024 * 1024
-
-# Thresholds: (yellow, red). Ages and durations in seconds, sizes in bytes.
-SNAPSHOT_AGE = (45 * 60, 3600)  # RPO < 1 h
-REPLICA_AGE = (15 * 60, 3600)
-RESTORE_DURATION = (180, 300)  # RTO < 5 min
-PROBE_DURATION = (0.05, 0.5)  # DB query p99 < 50 ms
-TLS_LEFT = (21 * DAY, 7 * DAY)
-APP_RSS = (768 * MIB, 1024 * MIB)  # memory < 1 GB
-WAL_SIZE = 256 * MIB
-VOLUME_FREE = (0.20, 0.10)  # fraction of the volume
-REDIS_PING = 0.1
-SMOKE_DURATION = 0.2  # the API p95 SLO, as AppSmokeSlow
 
 
 @dataclass
@@ -74,20 +68,42 @@ def _size(n: float) -> str:
     return f"{n:.0f} B"
 
 
-def _above(value: float, limits: tuple[float, float]) -> str:
-    return FAIL if value > limits[1] else WARN if value > limits[0] else OK
+def judge(value: float, *thresholds: Threshold) -> str:
+    """Red past a critical threshold, yellow past a warning one, else green."""
+    crossed = {t.severity for t in thresholds
+               if (value > t.value if t.bad_when == "above" else value < t.value)}
+    return FAIL if "critical" in crossed else WARN if crossed else OK
+
+
+def histogram_quantile(q: float, buckets: list[tuple[float, float]]) -> float | None:
+    """The q-quantile of cumulative (upper bound, count) buckets, as Prometheus'
+    ``histogram_quantile`` estimates it (linear within the bucket); None without counts."""
+    buckets = sorted(buckets)
+    if not buckets or buckets[-1][0] != math.inf or buckets[-1][1] == 0:
+        return None
+    rank = q * buckets[-1][1]
+    lower, below = 0.0, 0.0
+    for i, (upper, count) in enumerate(buckets):
+        if count >= rank:
+            if upper == math.inf:  # the highest finite bound is all that is known
+                return buckets[i - 1][0] if i else 0.0
+            return lower + (upper - lower) * (rank - below) / (count - below)
+        lower, below = upper, count
+    return None  # unreachable: the +Inf bucket holds every count
 
 
 def evaluate(samples: Samples, problems: dict[str, tuple[str, ...]] | None = None,
              details: dict[str, str] | None = None, backups_configured: bool = True,
-             now: float | None = None) -> list[Finding]:
+             now: float | None = None, spec: slo.Spec | None = None) -> list[Finding]:
     """Verdicts from one collection.
 
     ``problems``: each failing collector's reasons; ``details``: what background checks
-    said, keyed ``concern:check`` (e.g. ``database:quick_check``).
+    said, keyed ``concern:check`` (e.g. ``database:quick_check``); ``spec``: the SLOs
+    (default: the stated targets).
     """
     problems, details = problems or {}, details or {}
     now = time.time() if now is None else now
+    spec = spec or slo.spec()
     out: list[Finding] = []
     add = lambda concern, check, status, detail: out.append(Finding(concern, check, status, detail))
 
@@ -119,13 +135,17 @@ def evaluate(samples: Samples, problems: dict[str, tuple[str, ...]] | None = Non
     size = samples.one("pitwatch_sqlite_size_bytes")
     if size is not None:
         wal = samples.one("pitwatch_sqlite_wal_size_bytes") or 0
-        add("database", "size", WARN if wal > WAL_SIZE else OK,
-            f"{_size(size)}, WAL {_size(wal)}" + (" (checkpoints starving?)" if wal > WAL_SIZE else ""))
-    count = samples.one("pitwatch_sqlite_probe_query_duration_seconds_count")
-    total = samples.one("pitwatch_sqlite_probe_query_duration_seconds_sum")
-    if count:
-        took = total / count
-        add("database", "probe query", _above(took, PROBE_DURATION), f"{took * 1000:.1f} ms")
+        status = judge(wal, spec.WAL_SIZE)
+        add("database", "size", status,
+            f"{_size(size)}, WAL {_size(wal)}" + (" (checkpoints starving?)" if status != OK else ""))
+    buckets = [(float(labels["le"]), count) for labels, count
+               in samples.all("pitwatch_sqlite_probe_query_duration_seconds_bucket")]
+    p99 = histogram_quantile(0.99, buckets)
+    if p99 is not None:
+        queries = max(count for _, count in buckets)
+        add("database", "probe query", judge(p99, spec.DB_PROBE_P99),
+            f"p99 {p99 * 1000:.1f} ms (histogram of {queries:.0f} "
+            f"{'query' if queries == 1 else 'queries'})")
     for labels, value in samples.all("pitwatch_sqlite_integrity_check_ok"):
         check = labels["check"]
         detail = details.get(f"database:{check}") or ("ok" if value == 1 else "failed")
@@ -139,11 +159,13 @@ def evaluate(samples: Samples, problems: dict[str, tuple[str, ...]] | None = Non
         if newest is None:
             add("backup", "snapshot age", FAIL, "no complete snapshot")
         else:
-            add("backup", "snapshot age", _above(now - newest, SNAPSHOT_AGE),
+            add("backup", "snapshot age",
+                judge(now - newest, spec.BACKUP_AGE_EARLY, spec.BACKUP_AGE),
                 f"newest {_ago(now - newest)} old, {retained:.0f} retained")
     replica = samples.one("pitwatch_backup_litestream_last_replica_write_timestamp_seconds")
     if replica is not None:
-        add("backup", "litestream replica", _above(now - replica, REPLICA_AGE),
+        add("backup", "litestream replica",
+            judge(now - replica, spec.REPLICA_AGE_EARLY, spec.REPLICA_AGE),
             f"last write {_ago(now - replica)} ago")
     restore_ok = samples.one("pitwatch_backup_restore_test_ok")
     if restore_ok is not None:
@@ -152,7 +174,7 @@ def evaluate(samples: Samples, problems: dict[str, tuple[str, ...]] | None = Non
         if restore_ok != 1:
             add("backup", "restore test", FAIL, detail or "failed")
         else:
-            add("backup", "restore test", _above(took, RESTORE_DURATION),
+            add("backup", "restore test", judge(took, spec.RESTORE_DURATION),
                 f"restored and checked in {took:.1f}s ({detail})" if detail else f"{took:.1f}s")
 
     failures = samples.all("pitwatch_security_login_failures_total")
@@ -163,7 +185,7 @@ def evaluate(samples: Samples, problems: dict[str, tuple[str, ...]] | None = Non
         add("security", f"fail2ban {labels['jail']}", OK, f"{value:.0f} banned")
     for labels, not_after in samples.all("pitwatch_security_tls_cert_not_after_timestamp_seconds"):
         left = not_after - now
-        status = FAIL if left < TLS_LEFT[1] else WARN if left < TLS_LEFT[0] else OK
+        status = judge(left, spec.TLS_WARNING, spec.TLS_CRITICAL)
         detail = f"expired {_ago(-left)} ago" if left < 0 else f"expires in {_ago(left)}"
         add("security", f"tls {labels['source']}", status, detail)
     headers = samples.all("pitwatch_security_http_header_present")
@@ -186,16 +208,16 @@ def evaluate(samples: Samples, problems: dict[str, tuple[str, ...]] | None = Non
         if ok != 1:
             add("smoke", url, FAIL, details.get(f"smoke:{url}") or f"status {code:.0f}")
         else:
-            add("smoke", url, WARN if took > SMOKE_DURATION else OK,
+            add("smoke", url, judge(took, spec.SMOKE_LATENCY),
                 f"{code:.0f} in {took * 1000:.0f} ms")
 
     rss = samples.one("pitwatch_app_process_resident_memory_bytes")
     if rss is not None:
-        add("system", "app memory", _above(rss, APP_RSS), _size(rss))
+        add("system", "app memory", judge(rss, spec.APP_MEMORY), _size(rss))
     for labels, free in samples.all("pitwatch_volume_free_bytes"):
         total = samples.one("pitwatch_volume_size_bytes", volume=labels["volume"]) or 0
         share = free / total if total else 0
-        status = FAIL if share < VOLUME_FREE[1] else WARN if share < VOLUME_FREE[0] else OK
+        status = judge(share, spec.VOLUME_FREE_WARNING, spec.VOLUME_FREE_CRITICAL)
         add("system", f"{labels['volume']} volume", status, f"{_size(free)} free ({share:.0%})")
     load1, cpus = samples.one("pitwatch_host_load1"), samples.one("pitwatch_host_cpus")
     if load1 is not None and cpus:
@@ -208,7 +230,7 @@ def evaluate(samples: Samples, problems: dict[str, tuple[str, ...]] | None = Non
         else:
             ping = samples.one("pitwatch_redis_ping_duration_seconds") or 0
             used = samples.one("pitwatch_redis_used_memory_bytes") or 0
-            add("redis", "up", WARN if ping > REDIS_PING else OK,
+            add("redis", "up", judge(ping, spec.REDIS_PING),
                 f"PING {ping * 1000:.1f} ms, {_size(used)} used")
     # Grouped by concern, in collector order (the sort is stable).
     order = {l["collector"]: i for i, (l, _) in enumerate(samples.all("pitwatch_collector_success"))}
@@ -260,7 +282,7 @@ def run(cfg) -> list[Finding]:
     samples = Samples(registry.collect())
     problems = {c.name: c.last_problems for c in registry.concerns if c.last_problems}
     findings = evaluate(samples, problems, registry.details(),
-                        backups_configured=cfg.backups is not None)
+                        backups_configured=cfg.backups is not None, spec=slo.spec(cfg.slo))
     return findings + blind_findings(cfg)
 
 

@@ -438,6 +438,60 @@ class Links(Model):
     alertmanager: str | None = None
 
 
+
+class Slo(Model):
+    """The platform's service level objectives and the operational thresholds derived
+    from them; :mod:`pitwatch.core.slo` turns them into rules, verdicts and board steps.
+    Objectives and shares are ratios in (0, 1), so 99.95 % is 0.9995."""
+
+    availability: float = Field(default=0.9995, gt=0, lt=1)  # share of requests without a 5xx
+    # A request slower than latency_threshold is "slow"; latency_objective of them must
+    # not be (0.95 and 200ms: p95 < 200 ms). The threshold must be a bucket bound of
+    # pitwatch_app_http_request_duration_seconds, so rules read it exactly.
+    latency_threshold: Duration = parse_duration("200ms")
+    latency_objective: float = Field(default=0.95, gt=0, lt=1)
+    db_query_p99: Duration = parse_duration("50ms")
+    app_memory_bytes: float = Field(default=1e9, gt=0)
+    rpo: Duration = parse_duration("1h")
+    rto: Duration = parse_duration("5m")
+    # pitwatch check warns when a backup or replica reaches this share of the RPO.
+    rpo_early_warning: float = Field(default=0.75, gt=0, lt=1)
+    # AppHighErrorRate: the 5xx share over 30 s that rolls a release back.
+    rollback_error_ratio: float = Field(default=0.05, gt=0, lt=1)
+    volume_free_warning: float = Field(default=0.10, gt=0, lt=1)
+    volume_free_critical: float = Field(default=0.05, gt=0, lt=1)
+    wal_size_bytes: float = Field(default=64 * 1024 * 1024, gt=0)
+    tls_warning: Duration = parse_duration("21d")
+    tls_critical: Duration = parse_duration("7d")
+    redis_ping: Duration = parse_duration("100ms")
+
+    @field_validator("latency_threshold", "db_query_p99", "rpo", "rto", "tls_warning",
+                     "tls_critical", "redis_ping")
+    @classmethod
+    def _positive(cls, v: float) -> float:
+        if v <= 0:
+            raise ValueError("must be longer than 0s")
+        return v
+
+    @field_validator("latency_threshold")
+    @classmethod
+    def _a_bucket_bound(cls, v: float) -> float:
+        from pitwatch.core.slo import HTTP_BUCKETS  # the module builds on this model
+
+        if v not in HTTP_BUCKETS:
+            raise ValueError(f"must be a request-duration bucket bound "
+                             f"({', '.join(f'{b:g}s' for b in HTTP_BUCKETS)})")
+        return v
+
+    @model_validator(mode="after")
+    def _critical_beyond_warning(self) -> "Slo":
+        if self.volume_free_critical >= self.volume_free_warning:
+            raise ValueError("volume_free_critical must be below volume_free_warning")
+        if self.tls_critical >= self.tls_warning:
+            raise ValueError("tls_critical must be shorter than tls_warning")
+        return self
+
+
 class Config(Model):
     platform: Platform
     trading_queries: list[TradingQuery] = []
@@ -452,6 +506,7 @@ class Config(Model):
     heartbeat: Heartbeat | None = None
     monitoring: Monitoring = Monitoring()
     links: Links = Links()
+    slo: Slo = Slo()
     # Where the file was read from: relative paths resolve against its folder.
     source: Path | None = Field(default=None, exclude=True)
 
