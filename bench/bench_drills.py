@@ -59,6 +59,11 @@ def main() -> None:
         for name, values in rows:
             runs = ", ".join(f"{v:.1f}" if isinstance(v, float) else str(v) for v in values)
             print(f"| {name} | {statistics.median(values):.1f} | {runs} |")
+        # What each run said rather than measured: the restore's replication proof, and
+        # any action besides the expected one since the fault.
+        for key in ("replication", "other_actions_since_fault"):
+            if key in reports[0]:
+                print(f"| {key} | | {', '.join(str(r[key]) for r in reports)} |")
 
 
 if __name__ == "__main__":

@@ -69,6 +69,10 @@ def _action_parser(action: str) -> argparse.ArgumentParser:
     elif action == "restart-app":
         p.add_argument("--timeout", type=float, default=30.0,
                        help="seconds to wait for /health of the new process (default: 30)")
+    if action in ("restart-app", "stop-app"):
+        p.add_argument("--litestream", action="store_true",
+                       help="Litestream too (stopped after the app, started before it): "
+                            "what the demo's stop_command and start_command do for a restore")
     elif action == "traffic":
         p.add_argument("--rate", type=float, default=5.0, help="requests per second (default: 5)")
         p.add_argument("--seconds", type=float, default=None, help="stop after this many seconds")
@@ -118,7 +122,7 @@ def _app(opts) -> int:
 def _restart(opts) -> int:
     from pitwatch.demo import lifecycle
 
-    result = lifecycle.restart(load_config(opts), timeout=opts.timeout)
+    result = lifecycle.restart(load_config(opts), timeout=opts.timeout, litestream=opts.litestream)
     print(result.message)
     return 0 if result.healthy else 1
 
@@ -126,8 +130,12 @@ def _restart(opts) -> int:
 def _stop(opts) -> int:
     from pitwatch.demo import lifecycle
 
-    pid = lifecycle.stop(load_config(opts))
+    cfg = load_config(opts)
+    pid = lifecycle.stop(cfg)
     print(f"demo app pid {pid} stopped" if pid else "no demo app was running")
+    if opts.litestream:
+        pid = lifecycle.stop_litestream(cfg)
+        print(f"litestream pid {pid} stopped" if pid else "no litestream was running")
     return 0
 
 

@@ -45,7 +45,7 @@ def _run(args) -> int:
 
     root = Path(args.dir).resolve()
     cfg = config.load(platform.init(root, echo=echo))
-    running = stack.running(root)
+    running = stack.running(root, cfg)
     own = None
     if running:
         echo(f"using the demo stack running in {root}")

@@ -5,6 +5,11 @@
 grace period), start a new detached one that reads ``releases/current`` afresh, and
 wait for its /health. The new process is in its own session, so a remediation
 timeout that kills the restart command's process group leaves the app alone.
+
+Litestream is a second service (``run/litestream.pid``). The demo's ``stop_command``
+and ``start_command`` (``--litestream``) stop and start it with the app, as a real
+platform's must: a restore renames a new file over the database, and a Litestream left
+running keeps replicating the replaced one.
 """
 from __future__ import annotations
 
@@ -17,8 +22,10 @@ from pathlib import Path
 
 import psutil
 
+from pitwatch.core import binaries
 from pitwatch.core.config import Config
 from pitwatch.core.procs import http_ok
+from pitwatch.scrape import litestream_addr
 
 
 @dataclass
@@ -51,9 +58,31 @@ def running_pid(config: Config) -> int | None:
     return pid if is_app else None
 
 
+def litestream_pid_file(config: Config) -> Path:
+    base = config.source.parent if config.source else Path.cwd()
+    return base / "run" / "litestream.pid"
+
+
+def litestream_pid(config: Config) -> int | None:
+    """The pid in run/litestream.pid if that process is alive and is `litestream replicate`."""
+    try:
+        pid = int(litestream_pid_file(config).read_text().strip())
+        argv = psutil.Process(pid).cmdline()
+    except (OSError, ValueError, psutil.Error):
+        return None
+    return pid if "replicate" in argv and any("litestream" in a for a in argv[:1]) else None
+
+
 def stop(config: Config, grace: float = 10.0) -> int | None:
     """Stop the running app (TERM, then KILL); return its pid, or None if none ran."""
-    pid = running_pid(config)
+    return _terminate(running_pid(config), config.platform.app_pid_file, grace)
+
+
+def stop_litestream(config: Config, grace: float = 10.0) -> int | None:
+    return _terminate(litestream_pid(config), litestream_pid_file(config), grace)
+
+
+def _terminate(pid: int | None, pid_file: Path | None, grace: float) -> int | None:
     if pid is None:
         return None
     try:
@@ -64,10 +93,37 @@ def stop(config: Config, grace: float = 10.0) -> int | None:
             _wait_gone(proc, 5)
     except psutil.NoSuchProcess:
         pass
-    pid_file = config.platform.app_pid_file
     if pid_file and pid_file.exists() and pid_file.read_text().strip() == str(pid):
         pid_file.unlink()
     return pid
+
+
+def start_litestream(config: Config, timeout: float = 30.0) -> int:
+    """Start a detached `litestream replicate`; wait for its metrics port when it has one."""
+    bk = config.backups
+    base = litestream_pid_file(config).parent.parent
+    (base / "logs").mkdir(exist_ok=True)
+    with open(base / "logs" / "litestream.log", "ab") as out:
+        proc = subprocess.Popen(
+            [binaries.find("litestream", bk.litestream_binary), "replicate", "-config",
+             str(bk.litestream_config)],
+            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True, cwd=base)
+    write_pid(litestream_pid_file(config), proc.pid)
+    addr = litestream_addr(config)
+    deadline = time.monotonic() + timeout
+    while addr and time.monotonic() < deadline and proc.poll() is None:
+        if http_ok(f"http://{addr}/metrics", timeout=2):
+            break
+        time.sleep(0.1)
+    return proc.pid
+
+
+def write_pid(path: Path, pid: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(str(pid))
+    tmp.replace(path)
 
 
 def _wait_gone(proc: psutil.Process, timeout: float) -> bool:
@@ -105,9 +161,13 @@ def start(config: Config, timeout: float = 30.0) -> tuple[subprocess.Popen, bool
     return proc, False
 
 
-def restart(config: Config, timeout: float = 30.0) -> RestartResult:
+def restart(config: Config, timeout: float = 30.0, litestream: bool = False) -> RestartResult:
+    """Restart the app; with ``litestream`` stop both, then start Litestream first."""
     began = time.monotonic()
     old = stop(config)
+    if litestream:
+        stop_litestream(config)
+        start_litestream(config)
     proc, healthy = start(config, timeout)
     took = time.monotonic() - began
     if healthy:

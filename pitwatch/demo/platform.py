@@ -55,6 +55,10 @@ platform:
   releases_dir: releases
   # Stops the app by its pid file, starts the `current` release, waits for /health.
   restart_command: {restart_command}
+  # A restore swaps the database file: Litestream stops with the app and starts before
+  # it, on the restored file (a Litestream left running replicates the replaced one).
+  stop_command: {stop_command}
+  start_command: {start_command}
   app_pid_file: run/app.pid
   redis_url: redis://127.0.0.1:{redis_port}/0   # started by `pitwatch demo`
 
@@ -184,10 +188,17 @@ def _config_text(root: Path, config: Path) -> str:
     while len(ports) < 5:  # distinct ports, even if the OS hands one out twice
         ports.add(free_port())
     app_port, exporter_port, remediator_port, smtp_port, redis_port = sorted(ports)
-    restart = [sys.executable, "-m", "pitwatch", "demo", "restart-app", "--config", str(config)]
+    demo = [sys.executable, "-m", "pitwatch", "demo"]
+    conf = ["--config", str(config)]
+
+    def argv(*words: str) -> str:
+        return "[" + ", ".join(_yaml_str(a) for a in [*demo, *words, *conf]) + "]"
+
     return CONFIG_TEMPLATE.format(
         app_port=app_port, exporter_port=exporter_port, remediator_port=remediator_port,
-        smtp_port=smtp_port, redis_port=redis_port, restart_command="[" + ", ".join(_yaml_str(a) for a in restart) + "]")
+        smtp_port=smtp_port, redis_port=redis_port, restart_command=argv("restart-app"),
+        stop_command=argv("stop-app", "--litestream"),
+        start_command=argv("restart-app", "--litestream"))
 
 
 def _yaml_str(value: str) -> str:

@@ -39,6 +39,7 @@ class Component:
     env: dict[str, str] = field(default_factory=dict)
     available: bool = True  # False: listed as skipped (e.g. a command not installed)
     why_unavailable: str = ""
+    pid_file: Path | None = None  # written once started, for the platform's stop/start commands
 
 
 def _has_command(module: str) -> bool:
@@ -117,7 +118,7 @@ def _components(cfg: Config, config_path: Path, rate: float) -> list[Component]:
         specs.append(Component(
             "litestream", [litestream, "replicate", "-config", str(cfg.backups.litestream_config)],
             url=f"http://{addr}/metrics" if addr else "", ready_url=f"http://{addr}/metrics" if addr else None,
-            available=found, why_unavailable=how))
+            available=found, why_unavailable=how, pid_file=lifecycle.litestream_pid_file(cfg)))
     specs += [
         Component("app", PITWATCH + ["demo", "app", *cfg_arg], url=app,
                   ready_url=app + cfg.platform.health_path),
@@ -179,7 +180,6 @@ class Stack:
                  echo: Callable[[str], None] = print):
         self.root, self.cfg, self.specs, self.echo = root, cfg, specs, echo
         self.children: dict[str, Child] = {}
-        self._db_inode: int | None = None
 
     def start(self) -> None:
         logs = self.root / "logs"
@@ -195,6 +195,8 @@ class Stack:
         child = Child(spec.name, spec.argv, log=self.root / "logs" / f"{spec.name}.log",
                       env={"PATH": _child_path(), **spec.env}, cwd=self.root)
         self.children[spec.name] = child
+        if spec.pid_file:
+            lifecycle.write_pid(spec.pid_file, child.pid)
         if spec.ready_url:
             wait_http(spec.ready_url, spec.ready_timeout, proc=child)
         elif spec.ready_tcp:
@@ -231,7 +233,6 @@ class Stack:
         app_exited_at: float | None = None
         while end is None or time.monotonic() < end:
             time.sleep(0.5)
-            self._follow_replaced_database()
             for name, child in self.children.items():
                 if child.poll() is None or name in reported:
                     continue
@@ -248,51 +249,44 @@ class Stack:
                     else:
                         self.echo(f"app exited with {child.poll()} and was not restarted; "
                                   "see logs/app.log")
+                elif name == "litestream" and lifecycle.litestream_pid(self.cfg):
+                    # A restore's stop/start commands replaced it, as a service manager would.
+                    self.echo(f"litestream pid {child.pid} was replaced by pid "
+                              f"{lifecycle.litestream_pid(self.cfg)} (stopped and started with the app)")
                 else:
                     self.echo(f"{name} exited with {child.poll()}; see logs/{name}.log")
                 reported.add(name)
 
-    def _follow_replaced_database(self) -> None:
-        """A restore renames a new file into place; Litestream keeps replicating the old
-        inode until it restarts, so restart it (and say so)."""
-        try:
-            inode = os.stat(self.cfg.platform.database).st_ino
-        except OSError:
-            return
-        if self._db_inode is None:
-            self._db_inode = inode
-        elif inode != self._db_inode and "litestream" in self.children:
-            self._db_inode = inode
-            self.echo("the database file was replaced (a restore): restarting litestream")
-            self.children["litestream"].stop()
-            self._start_child(next(s for s in self.specs if s.name == "litestream"))
-            self._write_state()
-
     def stop_component(self, name: str) -> None:
         if name in self.children:
             self.children[name].stop()
+        if name == "litestream":
+            lifecycle.stop_litestream(self.cfg)  # a restore may have replaced our child
 
     def stop(self) -> None:
         for name in reversed(list(self.children)):
             self.children[name].stop()
-        # The app may have been restarted outside our children (restart_command).
+        # The app and Litestream may have been restarted outside our children.
         lifecycle.stop(self.cfg)
+        lifecycle.stop_litestream(self.cfg)
 
 
 class Running:
     """A stack started by another `pitwatch demo`, known from its run/stack.json."""
 
-    def __init__(self, pids: dict[str, int]):
-        self.pids = pids
+    def __init__(self, pids: dict[str, int], cfg: Config | None = None):
+        self.pids, self.cfg = pids, cfg
 
     def stop_component(self, name: str) -> None:
         try:
             os.killpg(self.pids[name], signal.SIGTERM)
         except (KeyError, ProcessLookupError, PermissionError):
             pass
+        if name == "litestream" and self.cfg is not None:
+            lifecycle.stop_litestream(self.cfg)  # a restore may have replaced it
 
 
-def running(root: Path) -> Running | None:
+def running(root: Path, cfg: Config | None = None) -> Running | None:
     """The stack another process runs in ``root``, if its Prometheus is alive."""
     try:
         state = json.loads((root / "run" / "stack.json").read_text())
@@ -308,7 +302,7 @@ def running(root: Path) -> Running | None:
             return False
 
     # Not the app: a restart gives it a new pid that stack.json does not know.
-    return Running(pids) if alive(pids.get("prometheus")) else None
+    return Running(pids, cfg) if alive(pids.get("prometheus")) else None
 
 
 def status(root: Path, cfg: Config) -> list[str]:
@@ -328,8 +322,9 @@ def status(root: Path, cfg: Config) -> list[str]:
             alive = True
         except (ProcessLookupError, PermissionError):
             alive = False
-        if c["name"] == "app" and not alive and lifecycle.running_pid(cfg):
-            pid, alive = lifecycle.running_pid(cfg), True  # restarted: a new pid
+        replaced = {"app": lifecycle.running_pid, "litestream": lifecycle.litestream_pid}.get(c["name"])
+        if replaced and not alive and replaced(cfg):
+            pid, alive = replaced(cfg), True  # restarted by the platform's commands: a new pid
         rows.append((c["name"], str(pid), "up" if alive else "down", c.get("url", "")))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     return ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
