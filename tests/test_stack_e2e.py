@@ -154,3 +154,8 @@ def test_stop_leaves_no_process_behind(demo):
     wait_until(lambda: not any(psutil.pid_exists(p) and psutil.Process(p).status() != "zombie"
                                for p in [*pids, app_pid]), EVENTUALLY, what="every component to stop")
     assert not os.path.exists(root / "run" / "app.pid")
+    # Litestream was stopped and started outside the stack's children (the restore's
+    # stop/start commands): no process may still replicate this demo's database.
+    assert not [p for p in psutil.process_iter(["cmdline", "status"])
+                if str(root / "litestream.yml") in (p.info["cmdline"] or [])
+                and p.info["status"] != "zombie"]
