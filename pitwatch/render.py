@@ -28,6 +28,9 @@ from pitwatch.core.config import JOB_ROLES, Config, ScrapeJob
 from pitwatch.scrape import default_targets, job_names, local_address
 
 # The runbook and board links as the shipped files carry them.
+# The window the shipped gauge alerts look back over (alerts/rules/meta.yml): it covers
+# one failed scrape at up to a third of it.
+GAUGE_WINDOW = 15.0
 SHIPPED_RUNBOOK = "https://github.com/pitwatch/pitwatch/blob/main/alerts/runbook.md"
 SHIPPED_GRAFANA = "http://localhost:3000"
 # A job matcher (job="app", job!~"app|remediator") and a rule's static `job:` label.
@@ -152,7 +155,9 @@ def alertmanager(cfg: Config, templates: str = "templates/*.tmpl") -> dict:
         receivers["watchdog"]["webhook_configs"] = [{"url": cfg.heartbeat.url,
                                                      "send_resolved": False}]
         watchdog = next(r for r in config["route"]["routes"] if r["receiver"] == "watchdog")
-        watchdog["repeat_interval"] = watchdog["group_interval"] = _minutes(cfg.heartbeat.interval)
+        # One ping per group_interval needs a shorter repeat_interval (alertmanager.yml).
+        watchdog["group_interval"] = _minutes(cfg.heartbeat.interval)
+        watchdog["repeat_interval"] = _minutes(max(1, cfg.heartbeat.interval // 2))
     return config
 
 
@@ -249,4 +254,11 @@ def warnings(cfg: Config) -> list[str]:
         out.append("links.grafana is not set: mails link to http://localhost:3000")
     if cfg.mail is None:
         out.append("no mail section: Alertmanager mails the shipped placeholder addresses")
+    if cfg.heartbeat is None and cfg.chat is None:
+        out.append("no heartbeat and no chat: nobody hears when Prometheus or Alertmanager "
+                   "stops, or when Alertmanager cannot mail")
+    if cfg.monitoring.scrape_interval * 3 > GAUGE_WINDOW:
+        out.append(f"monitoring.scrape_interval {cfg.monitoring.scrape_interval:g}s: the "
+                   f"gauge alerts look back {GAUGE_WINDOW:g}s, so one failed scrape restarts "
+                   "their `for` (keep it at 5s or less)")
     return out
