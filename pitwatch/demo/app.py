@@ -43,6 +43,9 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-store",
 }
+# A request carrying this header with the value 500 is answered 500 by the API: the
+# traffic generator's error mode (pitwatch.demo.traffic) burns the error budget with it.
+FAULT_HEADER = "X-Pitwatch-Demo-Fault"
 ACCOUNT = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 MAX_QUANTITY = 10_000
 
@@ -178,6 +181,8 @@ def create_app(config: Config, instrument: bool = True) -> Flask:
             time.sleep(release.extra_latency_ms / 1000 * random.uniform(0.8, 1.2))
         if release.error_rate and random.random() < release.error_rate:
             return jsonify(error="internal error", version=release.version), 500
+        if request.headers.get(FAULT_HEADER) == "500":
+            return jsonify(error="injected fault", version=release.version), 500
         return None
 
     @app.after_request
