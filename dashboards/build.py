@@ -11,7 +11,8 @@ from pitwatch.core import resources
 from pitwatch.dashboards.common import UID_PREFIX
 
 # Order of the boards in listings and snapshots; one module each, exposing `dashboard`.
-BOARDS = ("overview", "trading", "database", "backups", "security", "system", "remediation")
+BOARDS = ("overview", "budgets", "trading", "database", "backups", "security", "system",
+          "remediation")
 
 # The shipped boards: in a checkout, compose/grafana/dashboards of the repository.
 DEFAULT_OUT = resources.compose("grafana", "dashboards")

@@ -1,4 +1,4 @@
-"""What every board repeats: the datasource variable, panel constructors, links, layout.
+"""What every board repeats: variables, annotations, panel constructors, links, layout.
 
 Boards stay declarative: a module lists its panels in reading order and
 :func:`board` lays them out left to right, wrapping at Grafana's 24 columns.
@@ -8,26 +8,25 @@ from __future__ import annotations
 import attr
 from grafanalib.core import (
     GRAPH_TOOLTIP_MODE_SHARED_CROSSHAIR,
+    Annotations,
     Dashboard,
     DashboardLink,
     GridPos,
     Stat,
+    Table,
     Target,
-    Template,
     Templating,
     Time,
     TimeSeries,
 )
 
 from pitwatch.dashboards import units
+from pitwatch.dashboards.annotations import annotations
 from pitwatch.dashboards.slo import Slo
+from pitwatch.dashboards.variables import DATASOURCE, DATASOURCE_NAME, filtered, templates
 
 # The provisioned datasource (compose/grafana/provisioning/datasources/prometheus.yml).
 DATASOURCE_UID = "pitwatch-prometheus"
-DATASOURCE_NAME = "Prometheus"
-# Panels follow the `datasource` variable, so a board also works against another
-# Prometheus (e.g. a long-term store) picked in the drop-down.
-DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 
 # Where alerts/runbook.md is read by a person; anchors are the alert names.
 RUNBOOK_URL = "https://github.com/pitwatch/pitwatch/blob/main/alerts/runbook.md"
@@ -63,13 +62,9 @@ def board_link(name: str, title: str) -> dict:
     }
 
 
-def datasource_variable() -> Template:
-    return Template(name="datasource", label="Data source", type="datasource",
-                    query="prometheus", default=DATASOURCE_NAME)
-
-
 def target(expr: str, legend: str = "", ref: str = "A") -> Target:
-    return Target(expr=expr, legendFormat=legend, refId=ref, datasource=DATASOURCE,
+    """A query of a panel, narrowed to the board's job and instance variables."""
+    return Target(expr=filtered(expr), legendFormat=legend, refId=ref, datasource=DATASOURCE,
                   intervalFactor=1)
 
 
@@ -85,7 +80,15 @@ def steps(base: str = GREEN, *levels: tuple[float, str]) -> list[dict]:
     return out
 
 
-def slo_steps(*slos: Slo, scale: float = 1.0) -> list[dict]:
+class AlertSteps(list):
+    """Threshold steps that are alert thresholds: the panel links to their runbooks."""
+
+    def __init__(self, steps: list[dict], alerts: tuple[str, ...]):
+        super().__init__(steps)
+        self.alerts = alerts
+
+
+def slo_steps(*slos: Slo, scale: float = 1.0) -> AlertSteps:
     """Threshold steps from SLOs of one quantity (e.g. TLS warning + critical).
 
     ``scale`` converts the SLO's base unit to the panel's (1000 for milliseconds).
@@ -94,12 +97,22 @@ def slo_steps(*slos: Slo, scale: float = 1.0) -> list[dict]:
     if len(directions) != 1:
         raise ValueError("SLOs of one panel must agree on their direction")
     values = sorted(s.value * scale for s in slos)
+    alerts = tuple(dict.fromkeys(s.alert for s in slos))
     if directions == {"above"}:
         # green until the first threshold, red from the last one, orange between.
         colours = [ORANGE] * (len(values) - 1) + [RED]
-        return steps(GREEN, *zip(values, colours))
+        return AlertSteps(steps(GREEN, *zip(values, colours)), alerts)
     colours = [ORANGE] * (len(values) - 1) + [GREEN]
-    return steps(RED, *zip(values, colours))
+    return AlertSteps(steps(RED, *zip(values, colours)), alerts)
+
+
+def _links(links, thresholds) -> list[dict]:
+    """The panel's links, plus the runbook of every alert its thresholds stand for."""
+    out = list(links)
+    for alert in getattr(thresholds, "alerts", ()):
+        if runbook_url(alert) not in {link["url"] for link in out}:
+            out.append(runbook_link(alert))
+    return out
 
 
 def _size(w: int, h: int) -> GridPos:
@@ -113,7 +126,7 @@ def stat(title: str, description: str, exprs: list[Target] | str, unit: str, *,
     return Stat(
         title=title, description=description, dataSource=DATASOURCE,
         targets=[target(exprs)] if isinstance(exprs, str) else list(exprs),
-        format=unit, thresholds=thresholds or steps(BLUE), links=list(links),
+        format=unit, thresholds=thresholds or steps(BLUE), links=_links(links, thresholds),
         reduceCalc="lastNotNull", graphMode="area" if graph else "none",
         colorMode="value", noValue="No data", mappings=list(mappings), gridPos=_size(w, h),
         textMode=text,
@@ -127,7 +140,7 @@ def timeseries(title: str, description: str, exprs: list[Target] | str, unit: st
     return TimeSeries(
         title=title, description=description, dataSource=DATASOURCE,
         targets=[target(exprs)] if isinstance(exprs, str) else list(exprs),
-        unit=unit, thresholds=thresholds or steps(GREEN), links=list(links),
+        unit=unit, thresholds=thresholds or steps(GREEN), links=_links(links, thresholds),
         thresholdsStyleMode="dashed" if thresholds else "off",
         stacking={"mode": "normal", "group": "A"} if stack else {},
         fillOpacity=30 if stack else 10, valueMin=0 if min_zero else None,
@@ -135,8 +148,24 @@ def timeseries(title: str, description: str, exprs: list[Target] | str, unit: st
     )
 
 
-# For TIME_AGO panels whose query falls back to 0 when nothing happened yet.
-NEVER = [{"type": "value", "options": {"0": {"text": "never", "index": 0}}}]
+def table(title: str, description: str, exprs: list[Target] | str, columns: list[str], *,
+          links: list[dict] = (), w: int = 24, h: int = 6) -> Table:
+    """The series of an instant query as rows, one column per label in ``columns``."""
+    return Table(
+        title=title, description=description, dataSource=DATASOURCE,
+        targets=[attr.evolve(t, instant=True, format="table")
+                 for t in ([target(exprs)] if isinstance(exprs, str) else exprs)],
+        unit=units.SHORT, links=list(links), gridPos=_size(w, h),
+        # Only the listed labels, in their order: no time, value or metric name.
+        transformations=[{"id": "filterFieldsByName",
+                          "options": {"include": {"names": list(columns)}}},
+                         {"id": "organize", "options": {
+                             "indexByName": {c: i for i, c in enumerate(columns)}}}],
+    )
+
+
+# For AGE panels whose query falls back to -1 when nothing happened yet.
+NEVER = [{"type": "value", "options": {"-1": {"text": "never", "index": 0}}}]
 # For checks that can be switched off: the query falls back to -1 when nothing is exported.
 NOT_CHECKED = [{"type": "value",
                 "options": {"-1": {"text": "not checked", "color": "text", "index": 0}}}]
@@ -164,7 +193,8 @@ def board(name: str, title: str, description: str, panels: list) -> Dashboard:
         description=description,
         tags=[TAG],
         panels=_place(panels),
-        templating=Templating(list=[datasource_variable()]),
+        templating=Templating(list=templates()),
+        annotations=Annotations(list=annotations()),
         links=[
             DashboardLink(type="dashboards", tags=[TAG], asDropdown=True, title="Boards",
                           includeVars=True, keepTime=True),
@@ -180,5 +210,5 @@ def board(name: str, title: str, description: str, panels: list) -> Dashboard:
     )
 
 
-__all__ = ["board", "stat", "timeseries", "targets", "target", "steps", "slo_steps",
+__all__ = ["board", "stat", "timeseries", "table", "targets", "target", "steps", "slo_steps",
            "runbook_link", "board_link", "uid", "NEVER", "NOT_CHECKED"]

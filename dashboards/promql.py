@@ -18,6 +18,11 @@ def or_zero(expr: str) -> str:
     return f"{expr} or on() vector(0)"
 
 
+def age(timestamps: str) -> str:
+    """Seconds since the newest of ``timestamps``: an age, shown with units.AGE."""
+    return f"time() - max({timestamps})"
+
+
 def quantile(q: float, histogram: str, by: str = "") -> str:
     grouping = f"le, {by}" if by else "le"
     return f"histogram_quantile({q}, {rate(histogram + '_bucket', grouping)})"
@@ -25,7 +30,6 @@ def quantile(q: float, histogram: str, by: str = "") -> str:
 
 # --- app (job "app") ---------------------------------------------------------------
 APP_UP = 'up{job="app"}'
-AVAILABILITY = 'avg(avg_over_time(up{job="app"}[$__range]))'
 REQUESTS = rate("pitwatch_app_http_request_total")
 API_P95 = quantile(0.95, "pitwatch_app_http_request_duration_seconds")
 # No 5xx at all is a ratio of 0, not "No data".
@@ -38,19 +42,21 @@ SMOKE_AVAILABILITY = "avg(avg_over_time(pitwatch_smoke_success[$__range]))"
 SMOKE_LATENCY = "max(pitwatch_smoke_duration_seconds)"
 
 # --- trading (exporter) --------------------------------------------------------------
-LAST_TRADE_AGE = "time() - max(pitwatch_trading_last_trade_timestamp_seconds)"
+LAST_TRADE_AGE = age("pitwatch_trading_last_trade_timestamp_seconds")
 
 # --- database --------------------------------------------------------------------------
 DB_PROBE_P99 = quantile(0.99, "pitwatch_sqlite_probe_query_duration_seconds")
 
 # --- backups ---------------------------------------------------------------------------
-SNAPSHOT_AGE = "time() - max(pitwatch_backup_snapshot_last_success_timestamp_seconds)"
-REPLICA_AGE = "time() - max(pitwatch_backup_litestream_last_replica_write_timestamp_seconds)"
+SNAPSHOT_AGE = age("pitwatch_backup_snapshot_last_success_timestamp_seconds")
+REPLICA_AGE = age("pitwatch_backup_litestream_last_replica_write_timestamp_seconds")
 # The newest of both kinds of backup bounds the data a restore can lose (RPO).
-NEWEST_BACKUP_AGE = ('time() - max({__name__=~"'
-                     'pitwatch_backup_snapshot_last_success_timestamp_seconds|'
-                     'pitwatch_backup_litestream_last_replica_write_timestamp_seconds"})')
+NEWEST_BACKUP_AGE = age('{__name__=~"'
+                        'pitwatch_backup_snapshot_last_success_timestamp_seconds|'
+                        'pitwatch_backup_litestream_last_replica_write_timestamp_seconds"}')
+# How long the latest restore test took (RTO), and how long ago it ran.
 RESTORE_TEST_DURATION = "max(pitwatch_backup_restore_test_duration_seconds)"
+RESTORE_TEST_AGE = age("pitwatch_backup_restore_test_timestamp_seconds")
 RESTORE_TEST_OK = "min(pitwatch_backup_restore_test_ok)"
 
 # --- security --------------------------------------------------------------------------
@@ -63,5 +69,28 @@ VOLUME_FREE_RATIO = "pitwatch_volume_free_bytes / pitwatch_volume_size_bytes"
 # --- alerts and remediation -----------------------------------------------------------
 # The Watchdog always fires (dead man's switch): it is not a problem to count.
 FIRING_ALERTS = or_zero('count(ALERTS{alertstate="firing", alertname!="Watchdog"})')
-# Milliseconds for Grafana's "time ago" unit; 0 (shown as "never") before any action.
-LAST_REMEDIATION = or_zero("max(pitwatch_remediation_last_action_timestamp_seconds) * 1000")
+# -1 (shown as "never", common.NEVER) before the first action.
+LAST_REMEDIATION = f"{age('pitwatch_remediation_last_action_timestamp_seconds')} or on() vector(-1)"
+
+# --- SLOs: recording rules of alerts/rules/slo.yml, labels `slo` and `job` ------------------
+SLOS = ("availability", "latency")
+
+
+def sli_error(slo: str, window: str) -> str:
+    """Share of bad events of ``slo`` over ``window`` (5m, 30m, 1h, 2h, 6h, 1d, 3d, 30d)."""
+    return f'slo:sli_error:ratio_rate{window}{{slo="{slo}"}}'
+
+
+def budget_remaining(slo: str) -> str:
+    """Share of the 30-day error budget left (below 0: overspent)."""
+    return f'slo:error_budget_remaining:ratio{{slo="{slo}"}}'
+
+
+def burn_rate(slo: str) -> str:
+    """How many times faster than sustainable the budget burned over the last hour."""
+    return f'slo:burn_rate:ratio_rate1h{{slo="{slo}"}}'
+
+
+# Availability as users met it: the share of requests served without a 5xx, over an
+# hour (the burn-rate window); `up` says nothing about failed requests.
+AVAILABILITY = f"1 - max({sli_error('availability', '1h')})"

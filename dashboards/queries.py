@@ -2,7 +2,9 @@
 
 Used by the promtool syntax test (:func:`promtool_rule_groups`), by the snapshot
 renderer and by :func:`panels_without_data`, the check that no panel of the shipped
-boards shows "No data" on a running platform.
+boards shows "No data" on a running platform. The job and instance variables are
+taken as Grafana sends them with "All" chosen (``.*``); the interval variables as
+Grafana computes them for the time range.
 """
 from __future__ import annotations
 
@@ -15,6 +17,8 @@ import urllib.parse
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+
+from pitwatch.dashboards.variables import as_all
 
 # Grafana's default "scrape interval" of a Prometheus datasource; provisioning sets
 # the same (jsonData.timeInterval).
@@ -39,12 +43,17 @@ class QueryError(Exception):
     """Prometheus refused a query or could not be reached; the message says which."""
 
 
-def queries(models: dict[str, dict] | None = None) -> list[Query]:
-    """Every target of every panel of the generated boards, in board and panel order."""
+def _models(models: dict[str, dict] | None) -> dict[str, dict]:
     if models is None:
         from pitwatch.dashboards.build import models as build_models
 
         models = build_models()
+    return models
+
+
+def queries(models: dict[str, dict] | None = None) -> list[Query]:
+    """Every target of every panel of the generated boards, in board and panel order."""
+    models = _models(models)
     out = []
     for board, model in models.items():
         for panel in model.get("panels", []):
@@ -54,6 +63,27 @@ def queries(models: dict[str, dict] | None = None) -> list[Query]:
                                  target.get("refId", ""), target.get("expr", ""),
                                  target.get("legendFormat", ""), unit, panel.get("type", "")))
     return out
+
+
+def annotation_queries(models: dict[str, dict] | None = None) -> list[Query]:
+    """The annotation queries of every board (panel 0, refs annotation1, annotation2, ...)."""
+    out = []
+    for board, model in _models(models).items():
+        for number, item in enumerate(model.get("annotations", {}).get("list", []), start=1):
+            if item.get("expr"):
+                out.append(Query(board, model["title"], 0, item.get("name", ""),
+                                 f"annotation{number}", item["expr"], item.get("titleFormat", ""),
+                                 "", "annotation"))
+    return out
+
+
+def blank(result: list) -> bool:
+    """Whether a query's result shows nothing: no series, or nothing but NaN.
+
+    A ratio of zero requests (0/0) or a quantile of an empty histogram is NaN at every
+    step; Grafana then shows "NaN", which tells a person as little as "No data".
+    """
+    return all(math.isnan(float(value)) for item in result for _, value in item["values"])
 
 
 @dataclass(frozen=True)
@@ -82,14 +112,14 @@ class Window:
     def substitute(self, expr: str) -> str:
         values = {"__rate_interval": self.rate_interval, "__interval": self.step,
                   "__range": self.end - self.start}
-        return _VARIABLE.sub(lambda m: f"{int(math.ceil(values[m.group(1)]))}s", expr)
+        return _VARIABLE.sub(lambda m: f"{int(math.ceil(values[m.group(1)]))}s", as_all(expr))
 
 
 def substitute(expr: str, rate_interval: str = "1m", interval: str = "15s",
                range_: str = "1h") -> str:
     """``expr`` with Grafana's variables replaced by fixed durations (for syntax checks)."""
     values = {"__rate_interval": rate_interval, "__interval": interval, "__range": range_}
-    return _VARIABLE.sub(lambda m: values[m.group(1)], expr)
+    return _VARIABLE.sub(lambda m: values[m.group(1)], as_all(expr))
 
 
 def promtool_rule_groups(items: list[Query] | None = None) -> dict:
@@ -135,12 +165,13 @@ def run(prometheus_url: str, items: list[Query], window: Window,
 def panels_without_data(prometheus_url: str, range_seconds: float = 300.0,
                         scrape_interval: float = DEFAULT_SCRAPE_INTERVAL,
                         models: dict[str, dict] | None = None) -> list[tuple[str, str, str]]:
-    """(dashboard title, panel title, expr) of every target that returns no series.
+    """(dashboard title, panel title, expr) of every target that shows nothing.
 
-    Grafana shows "No data" exactly when a panel's queries return no series; on a
-    healthy running platform the shipped boards should give an empty list.
+    Grafana shows "No data" exactly when a panel's queries return no series, and "NaN"
+    when they return nothing else (:func:`blank`); on a healthy running platform the
+    shipped boards should give an empty list.
     """
     items = queries(models)
     window = Window.last(range_seconds, scrape_interval)
     results = run(prometheus_url, items, window)
-    return [(q.dashboard, q.panel, q.expr) for q in items if not results[q]]
+    return [(q.dashboard, q.panel, q.expr) for q in items if blank(results[q])]

@@ -18,8 +18,8 @@ dashboard = board("remediation", "pitwatch / Remediation",
          units.OPS_PER_MINUTE),
     stat("Actions running", "Actions in progress now.",
          "max(pitwatch_remediation_actions_running)", units.SHORT, graph=False),
-    stat("Last remediation", "When the remediator last ran an action; \"never\" before the "
-         "first one.", promql.LAST_REMEDIATION, units.TIME_AGO, graph=False, mappings=NEVER,
+    stat("Last remediation", "Time since the remediator last finished an action; \"never\" "
+         "before the first one.", promql.LAST_REMEDIATION, units.AGE, graph=False, mappings=NEVER,
          thresholds=steps(BLUE)),
     stat("Failed actions per minute", "Actions that ended in failure, timeout or "
          "interruption.", or_zero(rate(FAILED) + PER_MINUTE), units.OPS_PER_MINUTE,
@@ -45,8 +45,8 @@ dashboard = board("remediation", "pitwatch / Remediation",
                targets((or_zero(rate("pitwatch_remediation_suppressions_total", "reason")
                                 + PER_MINUTE), "{{reason}}")), units.OPS_PER_MINUTE,
                stack=True),
-    stat("Last action by type", "When each action last ran.",
-         targets(("max by (action) (pitwatch_remediation_last_action_timestamp_seconds) * 1000",
-                  "{{action}}")), units.TIME_AGO, graph=False, mappings=NEVER,
+    stat("Last action by type", "Time since each action last finished.",
+         targets(("time() - max by (action) (pitwatch_remediation_last_action_timestamp_seconds)",
+                  "{{action}}")), units.AGE, graph=False,
          thresholds=steps(BLUE), text="value_and_name", w=12, h=8),
 ])

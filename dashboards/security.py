@@ -12,7 +12,7 @@ TLS = slo_steps(slo.TLS_WARNING, slo.TLS_CRITICAL)
 dashboard = board("security", "pitwatch / Security",
                   "Certificates, login failures, fail2ban, security headers, firewall.", [
     stat("TLS time left", f"Until the first certificate expires. {slo.TLS_WARNING.description}"
-         f"; {slo.TLS_CRITICAL.description}.", promql.TLS_TIME_LEFT, units.DURATION,
+         f"; {slo.TLS_CRITICAL.description}.", promql.TLS_TIME_LEFT, units.AGE,
          thresholds=TLS, graph=False, links=[runbook_link(slo.TLS_WARNING.alert)]),
     stat("Login failures per minute", "Failed logins seen in the auth logs.",
          or_zero(f"{rate('pitwatch_security_login_failures_total')} * 60"),
@@ -28,7 +28,7 @@ dashboard = board("security", "pitwatch / Security",
     timeseries("TLS time left by certificate", f"Per file or endpoint; dashed: "
                f"{slo.TLS_WARNING.description} and {slo.TLS_CRITICAL.description}.",
                targets(("min by (source) (pitwatch_security_tls_cert_not_after_timestamp_seconds)"
-                        " - time()", "{{source}}")), units.DURATION, thresholds=TLS,
+                        " - time()", "{{source}}")), units.AGE, thresholds=TLS,
                links=[runbook_link(slo.TLS_WARNING.alert)]),
     timeseries("Login failures", "Per minute: auth log failures by log file, and the app's "
                "own login failures by reason.",

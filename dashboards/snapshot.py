@@ -3,7 +3,9 @@
 For a person without Grafana (and for the tests): the panels sit where Grafana puts
 them (gridPos on the 24-column grid), stat panels show their last value as a big number
 coloured by the thresholds, time series are lines with their threshold lines dashed,
-and a panel whose queries return nothing says "No data", as Grafana would.
+tables list their series' labels, and a panel whose queries return nothing says
+"No data", as Grafana would. Queries without data and queries whose every value is NaN
+(as blind as no data) are returned, so the command can name them.
 """
 from __future__ import annotations
 
@@ -14,7 +16,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from pitwatch.dashboards import units
-from pitwatch.dashboards.queries import DEFAULT_SCRAPE_INTERVAL, Query, Window, queries, run
+from pitwatch.dashboards.queries import (
+    DEFAULT_SCRAPE_INTERVAL, Query, Window, blank, queries, run,
+)
 
 # Grafana's dark theme, near enough.
 BACKGROUND, PANEL, TEXT, MUTED = "#111217", "#181b1f", "#ccccdc", "#8e8e8e"
@@ -35,6 +39,8 @@ class BoardSnapshot:
     path: Path
     # (panel title, expr) of every query that returned no series.
     no_data: list[tuple[str, str]] = field(default_factory=list)
+    # (panel title, expr) of every query whose series hold nothing but NaN.
+    nan_only: list[tuple[str, str]] = field(default_factory=list)
 
 
 def _legend(fmt: str, labels: dict) -> str:
@@ -174,6 +180,23 @@ def _draw_stat(fig, box: _Box, panel: dict, series: list) -> None:
                  color=MUTED, fontsize=7)
 
 
+def _table_columns(panel: dict) -> list[str]:
+    for step in panel.get("transformations", []):
+        if step.get("id") == "filterFieldsByName":
+            return step["options"]["include"]["names"]
+    return []
+
+
+def _draw_table(fig, box: _Box, panel: dict, rows: list[dict]) -> None:
+    columns = _table_columns(panel) or sorted({k for row in rows for k in row} - {"__name__"})
+    lines = [columns] + [[row.get(c, "") for c in columns] for row in rows[:10]]
+    for i, cells in enumerate(lines):
+        for j, cell in enumerate(cells):
+            x, y = box.at((j + 0.05) / len(columns), 1 - (i + 0.5) / max(len(lines), 4))
+            fig.text(x, y, cell, ha="left", va="center", fontsize=8,
+                     color=MUTED if i == 0 else TEXT, fontweight="bold" if i == 0 else "normal")
+
+
 def _draw_timeseries(fig, box: _Box, panel: dict, series: list, window: Window) -> None:
     import matplotlib.dates as mdates
     from matplotlib.ticker import FuncFormatter, MaxNLocator
@@ -209,8 +232,9 @@ def _draw_timeseries(fig, box: _Box, panel: dict, series: list, window: Window) 
 
 
 def render_board(model: dict, results: dict[Query, list], window: Window, path: Path,
-                 source: str = "") -> list[tuple[str, str]]:
-    """Draw one board into ``path``; return (panel, expr) of queries without data."""
+                 source: str = "") -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """Draw one board into ``path``; return (panel, expr) of the queries without data,
+    and of those with nothing but NaN."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -228,18 +252,23 @@ def render_board(model: dict, results: dict[Query, list], window: Window, path: 
     by_panel: dict[int, list[Query]] = {}
     for query in results:
         by_panel.setdefault(query.panel_id, []).append(query)
-    no_data = []
+    no_data, nan_only = [], []
     for panel in panels:
         box = _Box(panel["gridPos"], rows, fig_height)
         _frame(fig, box, panel.get("title", ""))
-        series = []
+        series, labels = [], []
         for query in by_panel.get(panel["id"], []):
             found = _series(query, results[query])
             if not found:
                 no_data.append((panel.get("title", ""), query.expr))
+            elif blank(results[query]):
+                nan_only.append((panel.get("title", ""), query.expr))
             series += found
+            labels += [item.get("metric", {}) for item in results[query]]
         if not series:
             _no_data(fig, box)
+        elif panel.get("type") == "table":
+            _draw_table(fig, box, panel, labels)
         elif panel.get("type") == "stat":
             _draw_stat(fig, box, panel, series)
         else:
@@ -247,7 +276,7 @@ def render_board(model: dict, results: dict[Query, list], window: Window, path: 
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=80, facecolor=BACKGROUND)
     plt.close(fig)
-    return no_data
+    return no_data, nan_only
 
 
 def snapshot(prometheus_url: str, out: Path, range_seconds: float = 900.0,
@@ -266,6 +295,7 @@ def snapshot(prometheus_url: str, out: Path, range_seconds: float = 900.0,
         items = [q for q in queries({board: model})]
         results = run(prometheus_url, items, window)
         path = out / f"{board}.png"
-        missing = render_board(model, results, window, path, source=prometheus_url)
-        snapshots.append(BoardSnapshot(board, model.get("title", board), path, missing))
+        missing, nan_only = render_board(model, results, window, path, source=prometheus_url)
+        snapshots.append(BoardSnapshot(board, model.get("title", board), path, missing,
+                                       nan_only))
     return snapshots

@@ -24,7 +24,7 @@ dashboard = board("trading", "pitwatch / Trading",
     stat("Trades per minute", "Trades processed, all instruments.", promql.TRADES_PER_MINUTE,
          units.OPS_PER_MINUTE),
     stat("Last trade age", "Time since the newest trade in the database; grows while the "
-         "market is closed.", promql.LAST_TRADE_AGE, units.SECONDS,
+         "market is closed.", promql.LAST_TRADE_AGE, units.AGE,
          links=[runbook_link("NoTradesWhileMarketOpen")]),
     stat("Market open", "CME Globex session state from the exporter's market calendar.",
          "max(pitwatch_market_open)", units.YES_NO, graph=False),

@@ -6,11 +6,11 @@ lets ``dashboards.snapshot`` print values the way Grafana would (roughly).
 from __future__ import annotations
 
 import math
-import time
 
-SECONDS = "s"
-DURATION = "dtdurations"        # "3 days, 4 hours": ages and time left
+SECONDS = "s"                   # durations: how long something took
+AGE = "dtdurations"             # time since (time() - t) or until (t - time()): "3 days, 4 hours"
 PERCENT = "percentunit"         # a 0..1 ratio shown as %
+MULTIPLE = "suffix:×"           # burn rates: how many times the sustainable pace
 BYTES = "bytes"                 # IEC: KiB, MiB, GiB
 REQUESTS_PER_SECOND = "reqps"
 OPS_PER_SECOND = "ops"
@@ -18,10 +18,9 @@ OPS_PER_MINUTE = "opm"
 SHORT = "short"                 # a plain count
 YES_NO = "bool_yes_no"          # 0/1 gauges
 UP_DOWN = "bool_on_off"
-TIME_AGO = "dateTimeFromNow"    # a Unix time in milliseconds -> "5 minutes ago"
 
-KNOWN = frozenset({SECONDS, DURATION, PERCENT, BYTES, REQUESTS_PER_SECOND, OPS_PER_SECOND,
-                   OPS_PER_MINUTE, SHORT, YES_NO, UP_DOWN, TIME_AGO})
+KNOWN = frozenset({SECONDS, AGE, PERCENT, MULTIPLE, BYTES, REQUESTS_PER_SECOND, OPS_PER_SECOND,
+                   OPS_PER_MINUTE, SHORT, YES_NO, UP_DOWN})
 
 _SUFFIX = {REQUESTS_PER_SECOND: " req/s", OPS_PER_SECOND: " ops/s", OPS_PER_MINUTE: " ops/min"}
 
@@ -54,16 +53,18 @@ def _bytes(value: float) -> str:
     return f"{value:.0f} B"
 
 
-def format_value(value: float, unit: str, now: float | None = None) -> str:
+def format_value(value: float, unit: str) -> str:
     """``value`` as text in ``unit`` (one of :data:`KNOWN`)."""
     if value is None or math.isnan(value):
         return "NaN"
     if math.isinf(value):
         return "∞" if value > 0 else "-∞"
-    if unit in (SECONDS, DURATION):
+    if unit in (SECONDS, AGE):
         return _seconds(value)
     if unit == PERCENT:
         return f"{value * 100:.3g} %"
+    if unit == MULTIPLE:
+        return f"{value:.3g} ×"
     if unit == BYTES:
         return _bytes(value)
     if unit in _SUFFIX:
@@ -72,9 +73,4 @@ def format_value(value: float, unit: str, now: float | None = None) -> str:
         return "Yes" if value else "No"
     if unit == UP_DOWN:
         return "On" if value else "Off"
-    if unit == TIME_AGO:
-        if value <= 0:
-            return "never"
-        age = (time.time() if now is None else now) - value / 1000
-        return _seconds(age) + " ago"
     return _short(value)

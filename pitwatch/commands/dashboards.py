@@ -20,15 +20,16 @@ def register(sub) -> None:
     build.set_defaults(func=_build)
 
     lint = actions.add_parser(
-        "lint", help="check the boards: datasource variable, units, rate intervals, layout",
+        "lint", help="check the boards: variables, job/instance matchers, units, rates, "
+                     "counters, annotations, layout",
         description="Lint rules in the spirit of Grafana's dashboard-linter; exit 1 on problems.")
     lint.set_defaults(func=_lint)
 
     snap = actions.add_parser(
         "snapshot", help="render every board from a real Prometheus into PNG files",
         description="Run every panel's queries against Prometheus (/api/v1/query_range, "
-                    "Grafana variables substituted) and draw one PNG per board. Prints the "
-                    "panels that had no data.")
+                    "Grafana variables substituted, All for job and instance) and draw one "
+                    "PNG per board. Prints the panels that had no data or nothing but NaN.")
     snap.add_argument("--prometheus", required=True, metavar="URL",
                       help="Prometheus base URL, e.g. http://127.0.0.1:9090")
     snap.add_argument("--out", type=Path, required=True, help="folder for the PNG files")
@@ -37,7 +38,7 @@ def register(sub) -> None:
     snap.add_argument("--scrape-interval", default="15s",
                       help="Prometheus' scrape interval, for $__rate_interval (default: 15s)")
     snap.add_argument("--fail-on-no-data", action="store_true",
-                      help="exit 1 when any panel had no data")
+                      help="exit 1 when any panel had no data or nothing but NaN")
     snap.set_defaults(func=_snapshot)
 
 
@@ -93,7 +94,8 @@ def _snapshot(args) -> int:
     empty = 0
     for board in boards:
         print(f"{board.path}")
-        for panel, expr in board.no_data:
-            empty += 1
-            print(f"  no data: {board.title} / {panel}: {expr}")
+        for what, found in (("no data", board.no_data), ("NaN only", board.nan_only)):
+            for panel, expr in found:
+                empty += 1
+                print(f"  {what}: {board.title} / {panel}: {expr}")
     return 1 if empty and args.fail_on_no_data else 0
