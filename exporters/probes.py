@@ -6,6 +6,7 @@ Host probes that need privileges (listing the firewall rule set, asking fail2ban
 """
 from __future__ import annotations
 
+import _ssl  # ENCODING_DER, for the chain's certificates before Python 3.13
 import re
 import shutil
 import socket
@@ -20,23 +21,39 @@ from urllib.parse import urlsplit
 TIMEOUT = 5.0
 
 
-def cert_not_after(pem: bytes) -> float:
-    """Not-after (unix time) of the first certificate of a PEM file (the leaf of a chain)."""
+@dataclass(frozen=True)
+class Expiry:
+    """When the first certificate of a file or a presented chain expires, and which."""
+
+    not_after: float  # unix time
+    subject: str  # its common name; the whole subject when it has none
+
+
+def earliest_expiry(certs: list) -> Expiry:
+    """The certificate (``cryptography`` x509) that expires first: a chain is as good as
+    its shortest-lived member, which may be an intermediate rather than the leaf."""
+    from cryptography.x509.oid import NameOID
+
+    if not certs:
+        raise ValueError("no certificate")
+    first = min(certs, key=lambda c: c.not_valid_after_utc)
+    names = first.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    subject = str(names[0].value) if names else first.subject.rfc4514_string()
+    return Expiry(first.not_valid_after_utc.timestamp(), subject)
+
+
+def cert_file_expiry(path: Path) -> Expiry:
+    """Over every certificate of a PEM file (a fullchain.pem: leaf and intermediates)."""
     from cryptography import x509  # ~14 MB: only when certificates are configured
 
-    cert = x509.load_pem_x509_certificate(pem)
-    return cert.not_valid_after_utc.timestamp()
-
-
-def cert_file_not_after(path: Path) -> float:
     try:
-        return cert_not_after(Path(path).read_bytes())
+        return earliest_expiry(x509.load_pem_x509_certificates(Path(path).read_bytes()))
     except ValueError:
         raise ValueError(f"{path}: not a PEM certificate") from None
 
 
-def endpoint_not_after(url: str, timeout: float = TIMEOUT) -> float:
-    """Not-after of the certificate an endpoint presents in a TLS handshake.
+def endpoint_expiry(url: str, timeout: float = TIMEOUT) -> Expiry:
+    """The earliest expiry of the chain an endpoint presents in a TLS handshake.
 
     Verification is off on purpose: an expiring or self-signed certificate must still
     be measured, not turned into a failed probe.
@@ -50,12 +67,31 @@ def endpoint_not_after(url: str, timeout: float = TIMEOUT) -> float:
     ctx.verify_mode = ssl.CERT_NONE
     with socket.create_connection((host, port), timeout=timeout) as sock:
         with ctx.wrap_socket(sock, server_hostname=host) as tls:
-            der = tls.getpeercert(binary_form=True)
-    if not der:
+            chain = presented_chain(tls)
+    if not chain:
         raise ValueError(f"{url}: no certificate presented")
     from cryptography import x509
 
-    return x509.load_der_x509_certificate(der).not_valid_after_utc.timestamp()
+    return earliest_expiry([x509.load_der_x509_certificate(der) for der in chain])
+
+
+def presented_chain(tls: ssl.SSLSocket) -> list[bytes]:
+    """DER of every certificate the peer sent, leaf first.
+
+    ``getpeercert`` gives the leaf only. Python 3.13 made ``get_unverified_chain()``
+    public; 3.10 to 3.12 have the same OpenSSL call (SSL_get_peer_cert_chain) on the
+    socket's ``_sslobj``. Using it costs no dependency (pyOpenSSL is not installed with
+    pitwatch) and no ``openssl s_client`` subprocess (not in every image, and a second
+    handshake). Should neither exist, the leaf alone is measured.
+    """
+    get = getattr(tls, "get_unverified_chain", None) or \
+        getattr(getattr(tls, "_sslobj", None), "get_unverified_chain", None)
+    if get is None:
+        leaf = tls.getpeercert(binary_form=True)
+        return [leaf] if leaf else []
+    # 3.13+ returns DER bytes, the private call _ssl.Certificate objects.
+    return [c if isinstance(c, bytes) else c.public_bytes(_ssl.ENCODING_DER)
+            for c in get() or []]
 
 
 def response_headers(url: str, timeout: float = TIMEOUT) -> set[str]:

@@ -1,7 +1,8 @@
 """``security``: login failures from auth logs, fail2ban bans, TLS expiry, headers, firewall.
 
 The auth-log tail and certificate files are read on each scrape (incremental and
-small). TLS handshakes, the header probe, fail2ban and the firewall query run in the
+small). A certificate file or an endpoint's chain is as good as its first certificate to
+expire (often an intermediate): that one's date is exported, its name in ``subject``. TLS handshakes, the header probe, fail2ban and the firewall query run in the
 background every ``probe_interval`` (fail2ban every minute); the scrape reads the
 cached results.
 
@@ -41,11 +42,11 @@ class SecurityCollector(Concern):
         self.required_headers = [h.lower() for h in required_headers]
         self.probe_interval = probe_interval
         self._cert_lock = threading.Lock()
-        self._cert_cache: dict[Path, tuple[tuple[int, int], float]] = {}
+        self._cert_cache: dict[Path, tuple[tuple[int, int], probes.Expiry]] = {}
         self._checks: dict[str, Periodic] = {}
         for url in tls_endpoints:
             self._checks[f"tls:{url}"] = Periodic(f"tls {url}", probe_interval,
-                                                  lambda u=url: probes.endpoint_not_after(u))
+                                                  lambda u=url: probes.endpoint_expiry(u))
         if header_url and self.required_headers:  # required_headers: [] is "no probe"
             self._checks["headers"] = Periodic("headers", probe_interval,
                                                lambda: probes.response_headers(header_url))
@@ -94,32 +95,34 @@ class SecurityCollector(Concern):
 
     def _tls(self, problems: list[str]) -> Metric:
         family = GaugeMetricFamily("pitwatch_security_tls_cert_not_after_timestamp_seconds",
-                                   "Expiry of a TLS certificate: files read each scrape, endpoints "
-                                   f"handshaken {every(self.probe_interval)} in the background",
-                                   labels=["source"])
+                                   "Expiry of the first certificate to expire in a PEM file or an "
+                                   "endpoint's presented chain (subject: its common name): files "
+                                   f"read each scrape, endpoints handshaken {every(self.probe_interval)} "
+                                   "in the background", labels=["source", "subject"])
         for path in self.certificates:
             try:
-                family.add_metric([str(path)], self._cert_file(path))
+                expiry = self._cert_file(path)
+                family.add_metric([str(path), expiry.subject], expiry.not_after)
             except (OSError, ValueError) as exc:
                 problems.append(f"certificate {path}: {getattr(exc, 'strerror', None) or exc}")
         for key in self._checks:
             if key.startswith("tls:"):
-                not_after = self._cached(key, problems)
-                if not_after is not None:
-                    family.add_metric([key.removeprefix("tls:")], not_after)
+                expiry = self._cached(key, problems)
+                if expiry is not None:
+                    family.add_metric([key.removeprefix("tls:"), expiry.subject], expiry.not_after)
         return family
 
-    def _cert_file(self, path: Path) -> float:
+    def _cert_file(self, path: Path) -> probes.Expiry:
         st = os.stat(path)
         stamp = (st.st_ino, st.st_mtime_ns)
         with self._cert_lock:
             hit = self._cert_cache.get(path)
         if hit and hit[0] == stamp:
             return hit[1]
-        not_after = probes.cert_file_not_after(path)
+        expiry = probes.cert_file_expiry(path)
         with self._cert_lock:
-            self._cert_cache[path] = (stamp, not_after)
-        return not_after
+            self._cert_cache[path] = (stamp, expiry)
+        return expiry
 
     def _headers(self, problems: list[str]) -> Iterator[Metric]:
         present = self._cached("headers", problems)
