@@ -49,6 +49,9 @@ def test_healthy_platform_exits_0(tmp_path, app):
     assert lines[-1].startswith("healthy:") and "0 warn, 0 fail" in lines[-1]
     assert any(l.startswith("OK") and "restore test" in l for l in lines)
     assert any("quick_check: ok" in l for l in lines)
+    # A p99 from the probe histogram's buckets, not a mean.
+    assert any(l.startswith("OK") and "probe query: p99 " in l and "(histogram of 1 query)" in l
+               for l in lines), proc.stdout
     assert "\033[" not in proc.stdout  # not a TTY: no colour codes
 
 
@@ -71,6 +74,17 @@ def test_failing_platform_exits_2(tmp_path, app):
     failed = {(c["concern"], c["check"]) for c in report["checks"] if c["status"] == "fail"}
     assert {("backup", "snapshot age"), ("database", "quick_check"), ("database", "integrity_check"),
             ("trading", "collector"), ("security", f"tls {tmp_path / 'site.pem'}")} <= failed
+
+
+def test_the_configs_slo_section_sets_the_thresholds(tmp_path, app):
+    """A 40-minute-old snapshot is within the stated 1 h RPO, and over a 30 min one."""
+    cfg, _ = platform(tmp_path, app, snapshot_age=40 * 60)
+    by_check = {(f.concern, f.check): f for f in check.run(config.load(cfg))}
+    assert by_check[("backup", "snapshot age")].status == check.OK
+    (tmp_path / "strict").mkdir()
+    cfg, _ = platform(tmp_path / "strict", app, snapshot_age=40 * 60, slo={"rpo": "30m"})
+    by_check = {(f.concern, f.check): f for f in check.run(config.load(cfg))}
+    assert by_check[("backup", "snapshot age")].status == check.FAIL
 
 
 def test_redis_down_and_missing_headers_in_process(tmp_path):
