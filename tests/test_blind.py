@@ -20,8 +20,6 @@ NAMES_A_KEY = re.compile(r"[a-z_]+\.[a-z_]+|a trading query named \w+|a \w+ sect
 COMPOSE = Path(__file__).resolve().parent.parent / "compose"
 # Blind in compose until the operator adds them: their endpoints, their schema.
 SITE_SPECIFIC = {"TLSCertificateExpiring", "NoTradesWhileMarketOpen"}
-# monitoring.jobs takes only the roles of pitwatch.core.config.JOB_ROLES.
-CADVISOR_ROLE = "cadvisor" in config.JOB_ROLES
 
 
 @pytest.fixture(scope="module")
@@ -65,11 +63,6 @@ def test_compose_names_what_it_cannot_feed_and_why():
     cfg = compose_as_rendered()
     alerts = {b.name: b for b in blind.blind_alerts(cfg)}
     panels = blind.blind_panels(cfg)
-    # The app's memory: from cAdvisor (a cadvisor job) or the process (app_pid_file).
-    if not CADVISOR_ROLE:
-        assert alerts["AppMemoryHigh"].reason == (
-            "switched off: monitoring.jobs has no cadvisor job (no containers watched); "
-            "needs platform.app_pid_file")
     assert "TLSCertificateExpiring" in alerts and not alerts["TLSCertificateExpiring"].off
     assert {("system", "App memory"), ("trading", "Open positions by symbol")} <= \
         {(p.board, p.name) for p in panels}
@@ -79,21 +72,23 @@ def test_compose_names_what_it_cannot_feed_and_why():
 
 def test_compose_feeds_every_alert_but_the_sites_own():
     """What the render container sees: Litestream's metrics (its litestream.yml has an
-    addr) and, once cAdvisor is a job, the app's memory."""
+    addr) and the app's memory from cAdvisor."""
     missing = {b.name for b in blind.blind_alerts(compose_as_rendered()) if not b.off}
-    assert missing == SITE_SPECIFIC | (set() if CADVISOR_ROLE else {"AppMemoryHigh"})
+    assert missing == SITE_SPECIFIC
     # Without the mounted litestream.yml (this machine has no /etc/litestream.yml) the
     # Litestream alerts would be blind: the mapping above is what makes them fed.
     assert "LitestreamNotSyncing" in {b.name for b in blind.blind_alerts(rendered.compose_config())}
 
 
-@pytest.mark.xfail(not CADVISOR_ROLE, strict=True,
-                   reason="monitoring.jobs accepts no cadvisor job until "
-                          "pitwatch.core.config.JOB_ROLES has it")
 def test_compose_app_memory_alert_reads_cadvisor():
     cfg = compose_as_rendered()
     assert "cadvisor" in scraped_roles(cfg)
     assert "AppMemoryHigh" not in {b.name for b in blind.blind_alerts(cfg)}
+    # Without the cadvisor job (and no app_pid_file) it is blind, and says why.
+    jobs = {k: v for k, v in cfg.monitoring.jobs.items() if k != "cadvisor"}
+    bare = cfg.model_copy(update={"monitoring": cfg.monitoring.model_copy(update={"jobs": jobs})})
+    blind_now = {b.name: b for b in blind.blind_alerts(bare)}
+    assert "cadvisor" in blind_now["AppMemoryHigh"].reason
 
 
 def test_container_panels_fall_back_to_the_app_process(demo_config, tmp_path):

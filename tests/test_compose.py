@@ -569,12 +569,6 @@ def test_the_monitoring_services_read_what_render_writes():
     assert f"{provisioning}/datasources/prometheus.yml" in files
 
 
-CADVISOR_ROLE = "cadvisor" in config.JOB_ROLES
-
-
-@pytest.mark.xfail(not CADVISOR_ROLE, strict=True,
-                   reason="monitoring.jobs accepts no cadvisor job until "
-                          "pitwatch.core.config.JOB_ROLES has it")
 def test_prometheus_scrapes_cadvisor_where_compose_runs_it():
     port = re.search(r":(\d+)/", healthcheck_url("cadvisor")).group(1)
     doc = yaml.safe_load(rendered.compose_files()["prometheus/prometheus.yml"])
@@ -586,8 +580,8 @@ def test_prometheus_scrapes_every_job_and_replica_and_finds_its_rules():
     files = rendered.compose_files()
     doc = yaml.safe_load(files["prometheus/prometheus.yml"])
     jobs = {job["job_name"]: job for job in doc["scrape_configs"]}
-    assert set(jobs) - {"cadvisor"} == {"app", "exporter", "litestream", "remediator",
-                                        "alertmanager", "prometheus"}
+    assert set(jobs) == {"app", "exporter", "litestream", "remediator", "alertmanager",
+                         "prometheus", "cadvisor"}
     for job, host in (("app", "app:5000"), ("exporter", "exporter:9108"),
                       ("litestream", "litestream:9090")):
         assert jobs[job]["static_configs"] == [{"targets": [host]}]

@@ -401,7 +401,9 @@ class Heartbeat(Model):
     interval: Duration = parse_duration("1m")
 
 
-JOB_ROLES = ("app", "exporter", "litestream", "remediator", "alertmanager", "prometheus")
+# cadvisor: container metrics where the platform runs in containers (no default target).
+JOB_ROLES = ("app", "exporter", "litestream", "remediator", "alertmanager", "prometheus",
+             "cadvisor")
 
 
 class ScrapeJob(Model):
