@@ -84,7 +84,12 @@ def main(argv: list[str]) -> int:
             rest = [str(ROOT / "demo"), *rest]
         argv = [str(VENV / "bin" / "pitwatch"), "demo", *rest]
     else:
-        argv = [str(python), "-m", "pytest", *rest]
+        # Two workers, one module at a time each (module fixtures start whole stacks):
+        # the slow modules mostly wait on real timers (alert `for`, group_wait, drills),
+        # so two of them share two cores well. `-n 0` runs in one process.
+        chosen = any(a.startswith(("-n", "--numprocesses", "--dist")) for a in rest)
+        workers = [] if chosen else ["-n", "2", "--dist", "loadfile"]
+        argv = [str(python), "-m", "pytest", *workers, *rest]
     os.chdir(ROOT)
     os.execve(argv[0], argv, env)
 
