@@ -345,6 +345,8 @@ class Remediation(Model):
     listen: Listen = "127.0.0.1:9095"
     auth: Literal["bearer", "none"] = "bearer"
     token_file: Path | None = None
+    # A second token that may only read (GET /, GET /actions): for people and dashboards.
+    read_token_file: Path | None = None
     journal: Path
     # full: each acknowledged notification is fsynced (survives power loss); normal: survives
     # a crash of the receiver, not of the machine (SQLite WAL synchronous=NORMAL), faster.
@@ -562,7 +564,7 @@ def _resolve(raw: dict, base: Path) -> None:
         fix(raw.get("backups"), key)
     fix_list(raw.get("security"), "auth_logs")
     fix_list(raw.get("security"), "certificates")
-    for key in ("token_file", "journal", "tls_cert", "tls_key"):
+    for key in ("token_file", "read_token_file", "journal", "tls_cert", "tls_key"):
         fix(raw.get("remediation"), key)
     fix(raw.get("mail"), "password_file")
     fix(raw.get("chat"), "url_file")
