@@ -105,7 +105,7 @@ class Threshold:
     value: float  # base units: seconds, bytes, ratios
     bad_when: str  # "above" or "below" the value
     description: str
-    quantile: float | None = None  # histogram_quantile(q, …) of the rule, if it reads one
+    quantile: float | None = None  # the quantile the rule reads (histogram_ or _over_time)
 
 
 @dataclass(frozen=True)
