@@ -15,6 +15,10 @@ from pitwatch.core.times import parse_time
 
 STATUSES = ("firing", "resolved")
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+# A webhook body nests five levels; newer fields add a few. json.loads recurses once per
+# level and a 5,000-deep body would end in RecursionError (a 500): refused before.
+MAX_DEPTH = 32
+_TOKEN = re.compile(r'\\.|["\[\]{}]')  # an escape pair, a quote or a bracket
 # RFC 3339 as Alertmanager writes it; Go may print up to nine fractional digits.
 
 
@@ -141,12 +145,59 @@ def _alert(raw: object, where: str) -> Alert:
     )
 
 
+def _too_deep(text: str, limit: int = MAX_DEPTH) -> bool:
+    """Arrays and objects nest deeper than ``limit`` (brackets in strings skipped): one
+    linear pass that stops at the first level too many."""
+    depth, in_string = 0, False
+    for m in _TOKEN.finditer(text):
+        token = m.group()
+        if token == '"':
+            in_string = not in_string
+        elif in_string or len(token) == 2:
+            continue
+        elif token in "[{":
+            depth += 1
+            if depth > limit:
+                return True
+        else:
+            depth -= 1
+    return False
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _object(pairs: list[tuple[str, object]]) -> dict:
+    """A JSON object; a key given twice is refused: readers of the journalled body (SQLite's
+    json_extract takes the first, Python the last) would disagree about what was sent."""
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _DuplicateKey(key)
+            seen.add(key)
+    return obj
+
+
 def parse(body: bytes | str) -> Notification:
     try:
         text = body.decode("utf-8") if isinstance(body, bytes) else body
-        doc = json.loads(text)
-    except (ValueError, UnicodeDecodeError):
-        raise BadNotification("body", "not UTF-8 JSON") from None
+    except UnicodeDecodeError:
+        raise BadNotification("body", "not UTF-8") from None
+    if _too_deep(text):
+        raise BadNotification("body", f"nested deeper than {MAX_DEPTH} levels")
+    try:
+        doc = json.loads(text, object_pairs_hook=_object)
+    except _DuplicateKey as exc:
+        raise BadNotification("body", f"duplicate key {str(exc)[:64]!r}") from None
+    except RecursionError:  # unreachable below MAX_DEPTH; never a 500 all the same
+        raise BadNotification("body", "nested too deeply") from None
+    except ValueError as exc:
+        # Python refuses integers of over 4300 digits ("Exceeds the limit").
+        why = "a number too long" if "digits" in str(exc) else "not JSON"
+        raise BadNotification("body", why) from None
     if not isinstance(doc, dict):
         raise BadNotification("body", "must be a JSON object")
     if doc.get("version") != "4":

@@ -23,12 +23,12 @@ from typing import Callable
 from pitwatch.core import market
 from pitwatch.core.config import Config, PolicyRule
 
-from pitwatch.remediation import runner
+from pitwatch.remediation import history, runner
 from pitwatch.remediation.actions import argv_for
 from pitwatch.remediation.alerts import Notification
 from pitwatch.remediation.claims import ClaimsUnavailable, LocalClaims, RedisClaims
 from pitwatch.remediation.journal import Journal, JournalUnavailable
-from pitwatch.remediation.metrics import OUTCOMES, REASONS, Metrics
+from pitwatch.remediation.metrics import OUTCOMES, REASONS, RESULTS, Metrics
 from pitwatch.remediation.policy import ACT, SUPPRESSED, Policy, episode_key, firing_until
 
 log = logging.getLogger("pitwatch.remediator")
@@ -85,8 +85,14 @@ class Engine:
             raise JournalInUse(f"{path} is used by another running receiver") from None
 
     def recover(self) -> list[dict]:
-        """Mark runs left queued/running by a crash ``interrupted``; never re-run them."""
+        """Mark runs left queued/running by a crash ``interrupted``; never re-run them.
+
+        The run-info metric starts from the journal's last run of each action and result,
+        so a restarted receiver's mail still names what its predecessor did."""
         stale = self.journal.mark_interrupted()
+        for entry in history.last_runs_by_result(self.journal):
+            if entry["status"] in RESULTS:
+                self.metrics.record_run(entry)
         for r in stale:
             self.metrics.actions.labels(r["action"], "interrupted").inc()
             log.warning("run %s (%s, rule %s) was %s when the receiver stopped: marked interrupted, "
@@ -233,6 +239,10 @@ class Engine:
                      "PITWATCH_RUN_ID": str(run.run_id), "PITWATCH_FENCING_TOKEN": str(lock.token)}
             result = runner.run(run.argv, run.alert, rule.timeout, extra, workdir=self.workdir)
             self.journal.run_finished(run.run_id, result.status, result.exit_code, result.output)
+            # The facts first: a scrape never sees the count of a run without them.
+            finished = history.run(self.journal, run.run_id)
+            if finished is not None:
+                self.metrics.record_run(finished)
             self.metrics.actions.labels(rule.action, result.status).inc()
             self.metrics.duration.labels(rule.action).observe(result.duration)
             self.metrics.last_action.labels(rule.action).set(time.time())

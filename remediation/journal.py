@@ -196,14 +196,27 @@ class Journal:
                 "delete from notifications where received_at < ? and id not in "
                 "(select notification_id from decisions)", (before,)).rowcount
 
-    def recent_runs(self, limit: int = 50) -> list[dict]:
-        rows = self.read(
-            "select id, episode, rule, action, target, status, queued_at, started_at, "
-            "finished_at, exit_code, fencing_token, owner, output from runs "
-            "order by id desc limit ?", (limit,))
-        for r in rows:
-            r["output"] = (r["output"] or "")[-4096:]
-        return rows
+
+class JournalReader:
+    """The journal opened read-only (``pitwatch actions`` beside a running receiver):
+    the same :meth:`read` as :class:`Journal`, never a write, never a lock held."""
+
+    def __init__(self, path: Path, busy_timeout: float = 5.0):
+        self.path = Path(path)
+        if not self.path.exists():
+            raise JournalUnavailable(f"{self.path}: no journal (has the remediator run here?)")
+        self._conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=busy_timeout,
+                                     check_same_thread=False)
+        self._conn.row_factory = sqlite3.Row
+
+    def read(self, sql: str, args: tuple = ()) -> list[dict]:
+        try:
+            return [dict(r) for r in self._conn.execute(sql, args)]
+        except sqlite3.Error as exc:
+            raise JournalUnavailable(f"{self.path}: {exc}") from exc
+
+    def close(self) -> None:
+        self._conn.close()
 
 
 class Tx:

@@ -57,6 +57,14 @@ def receiver(tmp_path):
         r.stop()
 
 
+def runs(r) -> list[dict]:
+    """GET /actions with the webhook token (a reader too)."""
+    resp = requests.get(r.url + "/actions", headers={"Authorization": f"Bearer {TOKEN}"},
+                        timeout=30)
+    resp.raise_for_status()
+    return resp.json()["runs"]
+
+
 def lines(path):
     return path.read_text().splitlines() if path.exists() else []
 
@@ -144,7 +152,7 @@ def test_each_alert_alone_and_once_per_episode(receiver):
     # Every delivery was journalled before its 2xx: one run among them, and it ends.
     assert journal_rows(r.journal, "select d.fingerprint from runs join decisions d "
                                    "on d.id = runs.decision_id") == [("aaa",)]
-    wait_until(lambda: r.runs()[0]["status"] != "running", EVENTUALLY, what="the action")
+    wait_until(lambda: runs(r)[0]["status"] != "running", EVENTUALLY, what="the action")
     assert lines(r.out) == ["aaa 2026-11-25T10:00:00.123456789Z"]
     outcomes = journal_rows(r.journal, "select fingerprint, outcome, reason from decisions "
                                        "where notification_id=1 order by alert_index")
@@ -168,11 +176,11 @@ def test_resolved_never_kills_a_running_action(receiver):
     r = receiver(sleep=2.5)
     firing = alert(remediation="rollback")
     assert r.post(notification([firing])).status_code == 200
-    wait_until(lambda: r.runs() and r.runs()[0]["status"] == "running", EVENTUALLY, what="running")
+    wait_until(lambda: runs(r) and runs(r)[0]["status"] == "running", EVENTUALLY, what="running")
     resolved = {**firing, "status": "resolved", "endsAt": "2026-11-25T10:05:00Z"}
     assert r.post(notification([resolved])).status_code == 200
-    wait_until(lambda: r.runs()[0]["status"] != "running", EVENTUALLY, what="the run to end")
-    assert r.runs()[0]["status"] == "success"
+    wait_until(lambda: runs(r)[0]["status"] != "running", EVENTUALLY, what="the run to end")
+    assert runs(r)[0]["status"] == "success"
     assert lines(r.out.with_name("ran.txt.done")) == ["done"]
     assert journal_rows(r.journal, "select outcome, reason from decisions order by id desc limit 1") \
         == [("ignored", "resolved")]
@@ -214,8 +222,8 @@ def test_kill_9_during_an_action_leaves_it_interrupted_and_not_rerun(receiver, t
     r.child.proc.wait(EVENTUALLY)
     os.kill(action_pid, signal.SIGKILL)  # the orphaned action: not the receiver's to keep
     r2 = receiver(sleep=60)
-    runs = r2.runs()
-    assert [(x["status"], x["action"]) for x in runs] == [("interrupted", "record")]
+    after = runs(r2)
+    assert [(x["status"], x["action"]) for x in after] == [("interrupted", "record")]
     holds(lambda: len(lines(r.out)) == 1, 1.0, what="one run")  # not re-run by itself
     assert journal_rows(r2.journal, "select count(*) from notifications") == [(3,)]
     assert journal_rows(r2.journal, "select count(*) from decisions") == [(6,)]
@@ -227,7 +235,7 @@ def test_kill_9_during_an_action_leaves_it_interrupted_and_not_rerun(receiver, t
 def test_metrics_pass_promtool_and_endpoints_answer(receiver):
     r = receiver()
     assert r.post(notification([alert(remediation="rollback")])).status_code == 200
-    wait_until(lambda: r.runs() and r.runs()[0]["status"] == "success", EVENTUALLY, what="success")
+    wait_until(lambda: runs(r) and runs(r)[0]["status"] == "success", EVENTUALLY, what="success")
     text = requests.get(r.url + "/metrics", timeout=5).text
     lint = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True,
                           text=True)
@@ -239,7 +247,9 @@ def test_metrics_pass_promtool_and_endpoints_answer(receiver):
     assert 'pitwatch_remediation_actions_total{action="record",result="success"} 1.0' in text
     assert requests.get(r.url + "/healthz", timeout=5).json() == {"status": "ok"}
     assert requests.get(r.url + "/alerts", timeout=5).status_code == 405
-    assert requests.get(r.url + "/actions?limit=x", timeout=5).json()["field"] == "limit"
+    assert requests.get(r.url + "/actions", timeout=5).status_code == 401
+    assert requests.get(r.url + "/actions?limit=x", timeout=5,
+                        headers={"Authorization": f"Bearer {TOKEN}"}).json()["field"] == "limit"
 
 
 def test_refuses_to_start_without_a_token_unless_auth_none(tmp_path):

@@ -11,9 +11,11 @@ from pitwatch.commands import add_config_option, load_config
 def register(sub) -> None:
     parser = sub.add_parser(
         "remediator", help="serve the Alertmanager webhook receiver (POST /alerts)",
-        description="Serve POST /alerts, GET /healthz, GET /metrics and GET /actions on "
-                    "remediation.listen. Notifications are journalled before they are "
-                    "acknowledged; actions run afterwards in a bounded worker pool.")
+        description="Serve POST /alerts, GET /healthz, GET /metrics, GET /actions and the "
+                    "status page GET / on remediation.listen. Notifications are journalled "
+                    "before they are acknowledged; actions run afterwards in a bounded worker "
+                    "pool. /actions and / need the webhook token or remediation.read_token_file "
+                    "(a browser opens /?token=TOKEN once and keeps a cookie).")
     add_config_option(parser)
     parser.add_argument("--threads", type=int, default=8,
                         help="HTTP worker threads (default 8; actions have their own pool)")
@@ -49,22 +51,17 @@ def _serve(args) -> int:
 
     cfg = load_config(args)
     rem = _remediation(cfg)
-    token = None
-    if rem.auth == "bearer":
-        try:
-            token = rem.token_file.read_text().strip().encode()
-        except OSError as exc:
-            print(f"pitwatch: cannot read remediation.token_file {rem.token_file}: {exc.strerror}",
-                  file=sys.stderr)
-            return 2
-        if not token:
-            print(f"pitwatch: remediation.token_file {rem.token_file} is empty", file=sys.stderr)
-            return 2
+    try:
+        token = _token(rem.token_file, "token_file") if rem.auth == "bearer" else None
+        read_token = _token(rem.read_token_file, "read_token_file") if rem.read_token_file else None
+    except ValueError as exc:
+        print(f"pitwatch: {exc}", file=sys.stderr)
+        return 2
 
     def make_app():
         engine = Engine(cfg)
         engine.recover()
-        return engine, Receiver(engine, token)
+        return engine, Receiver(engine, token, read_token)
 
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)
     logging.getLogger("pitwatch.remediator").info(
@@ -87,6 +84,16 @@ def _serve(args) -> int:
     finally:
         engine.close(wait=False)
     return 0
+
+
+def _token(path, key: str) -> bytes:
+    try:
+        token = path.read_text().strip().encode()
+    except OSError as exc:
+        raise ValueError(f"cannot read remediation.{key} {path}: {exc.strerror}") from None
+    if not token:
+        raise ValueError(f"remediation.{key} {path} is empty")
+    return token
 
 
 def _serve_tls(make_app, rem, threads: int) -> None:
