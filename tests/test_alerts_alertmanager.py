@@ -203,3 +203,38 @@ def test_the_remediator_believes_a_firing_alert_between_re_sends():
     route = next(r for r in shipped["route"]["routes"] if r["receiver"] == "remediator")
     assert parse_duration(route["repeat_interval"]) + parse_duration(route["group_interval"]) \
         < FIRING_TTL
+
+
+@pytest.mark.slow  # starts an Alertmanager
+def test_one_redis_down_pages_once(stack):
+    """RedisDown (the exporter's PING) and RemediationRedisDown (the remediators') say the
+    same outage: only RedisDown is mailed. Alone, RemediationRedisDown still pages."""
+    remediators = alert("RemediationRedisDown", {"severity": "critical", "job": "remediator",
+                                                 "instance": "remediator:9095"},
+                        "remediator:9095 without Redis", "No Redis for the claims.")
+    post_alerts(stack["am"], [
+        alert("RedisDown", {"severity": "critical", "job": "exporter", "instance": "exporter:9108"},
+              "Redis down", "Redis has not answered PING for a minute."),
+        remediators,
+    ])
+    wait_until(lambda: read_mail(stack["mail"]), EVENTUALLY, interval=0.2,
+               what="the RedisDown mail" + stack["proc"].tail())
+    # Both groups wait the same 5 s: a second page would be here by now.
+    holds(lambda: len(read_mail(stack["mail"])) == 1, 3, what="one page")
+    assert [m["Subject"] for _, m in read_mail(stack["mail"])] == \
+        ["[FIRING:CRITICAL] RedisDown: Redis down"]
+    with urllib.request.urlopen(f"{stack['am']}/api/v2/alerts", timeout=10) as resp:
+        state = {a["labels"]["alertname"]: a["status"] for a in json.load(resp)}
+    assert state["RemediationRedisDown"]["state"] == "suppressed"
+    assert state["RemediationRedisDown"]["inhibitedBy"]
+
+
+@pytest.mark.slow  # starts an Alertmanager
+def test_a_remediators_own_redis_down_pages_alone(stack):
+    post_alerts(stack["am"], [alert("RemediationRedisDown", {
+        "severity": "critical", "job": "remediator", "instance": "remediator:9095"},
+        "remediator:9095 without Redis", "No Redis for the claims.")])
+    wait_until(lambda: read_mail(stack["mail"]), EVENTUALLY, interval=0.2,
+               what="the RemediationRedisDown mail" + stack["proc"].tail())
+    assert [m["Subject"] for _, m in read_mail(stack["mail"])] == \
+        ["[FIRING:CRITICAL] RemediationRedisDown: remediator:9095 without Redis"]

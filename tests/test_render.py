@@ -159,3 +159,43 @@ def test_without_remediation_and_chat_nothing_points_at_them(tmp_path):
     assert "remediator" not in names and "chat" not in names
     routes = yaml.safe_dump(am["route"])
     assert "remediator" not in routes and "chat" not in routes
+
+
+def test_the_heartbeat_goes_once_per_interval(tmp_path):
+    """Alertmanager re-sends only once repeat_interval has passed since the last send was
+    logged, a little after the flush: an equal repeat_interval would skip every other
+    group_interval (tests/test_alerting_selfwatch.py sees the real cadence)."""
+    am = render.alertmanager(config.load(foreign(tmp_path)))  # heartbeat.interval: 2m
+    [watchdog] = [r for r in am["route"]["routes"] if r["receiver"] == "watchdog"]
+    assert watchdog["group_interval"] == "2m"
+    assert config.parse_duration(watchdog["repeat_interval"]) < 120
+    shipped = yaml.safe_load((ROOT / "alerts" / "alertmanager.yml").read_text())
+    [route] = [r for r in shipped["route"]["routes"] if r["receiver"] == "watchdog"]
+    assert config.parse_duration(route["repeat_interval"]) < config.parse_duration(route["group_interval"])
+
+
+def test_prometheus_scrapes_itself_and_alertmanager_by_default(tmp_path):
+    path = tmp_path / "pitwatch.yml"
+    path.write_text("platform:\n  database: /srv/t.db\n")
+    jobs = {j["job_name"]: j["static_configs"][0]["targets"]
+            for j in render.prometheus(config.load(path))["scrape_configs"]}
+    assert jobs["prometheus"] == ["127.0.0.1:9090"]
+    assert jobs["alertmanager"] == ["127.0.0.1:9093"]
+    for name in CONFIGS:  # the demo, compose and a foreign platform alike
+        (tmp_path / name).mkdir()
+        cfg = config.load(CONFIGS[name](tmp_path / name))
+        jobs = {j["job_name"] for j in render.prometheus(cfg)["scrape_configs"]}
+        assert {"prometheus", "alertmanager"} <= jobs, name
+
+
+def test_warnings_name_what_leaves_alerting_unwatched(tmp_path):
+    path = tmp_path / "pitwatch.yml"
+    path.write_text("platform:\n  database: /srv/t.db\n")
+    said = " ".join(render.warnings(config.load(path)))
+    assert "no heartbeat and no chat" in said
+    assert "scrape_interval" not in said  # the default 5s is what the gauge window covers
+    path.write_text("platform:\n  database: /srv/t.db\nheartbeat:\n  url: https://hc.test/ping\n"
+                    "monitoring:\n  scrape_interval: 15s\n")
+    said = " ".join(render.warnings(config.load(path)))
+    assert "no heartbeat" not in said
+    assert "monitoring.scrape_interval 15s" in said and "15s" in said
