@@ -107,10 +107,12 @@ def gather(engine, now: float | None = None) -> dict:
     targets = []
     for target in sorted({r.target for r in rem.policy}):
         running = [r for r in runs if r["target"] == target and r["status"] in history.OPEN]
-        try:
-            locked = engine.claims.target_busy(target)
-        except ClaimsUnavailable:
-            locked = None
+        locked: bool | None = bool(running)
+        if rem.redis_url:  # another replica's lock; the local lock is this journal's runs
+            try:
+                locked = engine.claims.target_busy(target)
+            except ClaimsUnavailable:
+                locked = None
         targets.append({"target": target, "locked": locked, "runs": running})
     return {
         "now": now, "node": journal.node, "owner": engine.owner,
