@@ -44,7 +44,8 @@ def test_the_demo_feeds_every_alert_and_panel(demo_config):
     missing = [b for b in blind.blind_alerts(demo_config) + blind.blind_panels(demo_config)
                if not b.off]
     assert missing == []
-    assert blind.absent_jobs(demo_config) == set()
+    # No containers on the demo: the cadvisor job's absence alert is dropped by render.
+    assert blind.absent_jobs(demo_config) == {"cadvisor"}
 
 
 def compose_as_rendered() -> config.Config:
@@ -113,8 +114,8 @@ def test_an_uninstrumented_app_without_backups(tmp_path):
     assert alerts["BackupSnapshotTooOld"] == "needs a backups section"
     assert "AppSmokeFailing" not in alerts  # smoke requests stand in for the instrumentation
     assert "NoTradesWhileMarketOpen" not in alerts
-    # No remediator and no Litestream: their absence alerts would page for good.
-    assert blind.absent_jobs(cfg) == {"remediator", "litestream"}
+    # No remediator, no Litestream, no containers: their absence alerts would page for good.
+    assert blind.absent_jobs(cfg) == {"remediator", "litestream", "cadvisor"}
     findings = check.blind_findings(cfg)
     assert any(f.concern == "blind" and f.check == "alert AppHighErrorRate"
                and "never fires" in f.detail for f in findings)
