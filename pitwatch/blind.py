@@ -40,6 +40,10 @@ SOURCES: list[tuple[str, Feeds, str]] = [
      "needs platform.app_pid_file"),
     ("pitwatch_app_", lambda c: c.platform.instrumented,
      "needs the app instrumented (pitwatch.exporters.flask.instrument, platform.instrumented)"),
+    # The SLO recording rules (alerts/rules/slo.yml) read the app's request metrics.
+    ("slo:", lambda c: c.platform.instrumented,
+     "needs the app instrumented (its request metrics feed the slo: recording rules; "
+     "platform.instrumented)"),
     ("pitwatch_backup_litestream_", lambda c: bool(c.backups and c.backups.litestream_config),
      "needs backups.litestream_config"),
     ("litestream_", lambda c: litestream_addr(c) is not None,
@@ -70,7 +74,7 @@ SOURCES: list[tuple[str, Feeds, str]] = [
     ("container_", lambda c: "cadvisor" in scraped_roles(c),
      OFF + "monitoring.jobs has no cadvisor job (no containers watched)"),
 ]
-METRIC = re.compile(r"\b(pitwatch_[a-z0-9_]+|litestream_[a-z0-9_]+|container_[a-z0-9_]+)")
+METRIC = re.compile(r"\b(pitwatch_[a-z0-9_]+|litestream_[a-z0-9_]+|container_[a-z0-9_]+|slo:[a-z0-9_:]+)")
 NAME_REGEX = re.compile(r'__name__=~"([^"]+)"')  # any one of several metrics
 JOB = re.compile(r'job=~?"([^"]+)"')
 

@@ -109,7 +109,8 @@ def test_container_panels_fall_back_to_the_app_process(demo_config, tmp_path):
 def test_an_uninstrumented_app_without_backups(tmp_path):
     cfg = journal_app(tmp_path)
     alerts = {b.name: b.reason for b in blind.blind_alerts(cfg)}
-    for name in ("AppHighErrorRate", "AppHighLatency", "AppDatabaseErrors"):
+    for name in ("AppHighErrorRate", "AppHighLatency", "AppDatabaseErrors",
+                 "AppAvailabilityBudgetBurn", "AppLatencyBudgetBurn"):
         assert "platform.instrumented" in alerts[name], name
     assert alerts["BackupSnapshotTooOld"] == "needs a backups section"
     assert "AppSmokeFailing" not in alerts  # smoke requests stand in for the instrumentation
