@@ -106,3 +106,75 @@ def test_nothing_ran(receiver):
     assert journal_rows(receiver.journal, "select count(*) from notifications")[0][0] == receiver.accepted
     assert journal_rows(receiver.journal, "select count(*) from runs") == [(0,)]
     assert not receiver.marker.exists()
+
+
+def _post(receiver, raw: bytes):
+    return requests.post(receiver.url + "/alerts", data=raw, timeout=30,
+                         headers={"Authorization": f"Bearer {TOKEN}",
+                                  "Content-Type": "application/json"})
+
+
+def _shaped(inner: str) -> bytes:
+    """A valid notification with ``inner`` as the value of an unknown field."""
+    body = json.dumps(notification([alert(fingerprint="f00d")]))
+    return (body[:-1] + ', "extra": ' + inner + "}").encode()
+
+
+PATHOLOGICAL = {
+    "nesting 5000 deep": (b"[" * 5000 + b"]" * 5000, "nested deeper"),
+    "objects 5000 deep": (b'{"a":' * 5000 + b"1" + b"}" * 5000, "nested deeper"),
+    "nesting inside a notification": (_shaped("[" * 100 + "]" * 100), "nested deeper"),
+    "an integer of 5000 digits": (_shaped("1" * 5000), "number too long"),
+    "a duplicate key": (b'{"version": "4", "version": "4"}', "duplicate key"),
+    "a duplicated alert field": (json.dumps(notification([alert()])).replace(
+        '"status": "firing"', '"status": "firing", "status": "resolved"', 1).encode(),
+        "duplicate key"),
+    "invalid UTF-8": (b'{"version": "4", "receiver": "\xff\xfe"}', "not UTF-8"),
+    "a lone surrogate in a label": (json.dumps(notification([alert(x="\ud800")])).encode(),
+                                    "not valid Unicode"),
+}
+
+
+@pytest.mark.parametrize("case", list(PATHOLOGICAL), ids=list(PATHOLOGICAL))
+def test_pathological_bodies_get_a_400_naming_the_problem(receiver, case):
+    raw, problem = PATHOLOGICAL[case]
+    before = journal_rows(receiver.journal, "select count(*) from notifications")[0][0]
+    resp = _post(receiver, raw)
+    assert resp.status_code == 400, (resp.status_code, resp.text[:300])
+    assert problem in resp.json()["error"] and resp.json()["field"]
+    assert journal_rows(receiver.journal, "select count(*) from notifications")[0][0] == before
+
+
+def test_big_floats_and_shallow_nesting_are_accepted_and_journalled(receiver):
+    # Depth within the limit, and floats Python reads as inf, are valid JSON: kept.
+    for inner in ("[" * 20 + "]" * 20, "1e999", "-1e999", "1" * 4000):
+        resp = _post(receiver, _shaped(inner))
+        assert resp.status_code == 200, (inner[:30], resp.text)
+        receiver.accepted += 1
+        assert not resp.json()["runs"]
+    assert journal_rows(receiver.journal, "select count(*) from notifications")[0][0] == receiver.accepted
+
+
+nested = st.integers(min_value=1, max_value=3000).flatmap(
+    lambda n: st.sampled_from([("[" * n + "]" * n), ('{"k":' * n + "0" + "}" * n),
+                               ("[" * n), ('"' + "[" * n + '"')]))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                 HealthCheck.function_scoped_fixture])
+@given(inner=nested, where=st.sampled_from(["body", "field"]),
+       dup=st.booleans(), number=st.one_of(st.none(), st.integers(min_value=1, max_value=9000)))
+def test_generated_pathological_bodies_never_5xx_and_nothing_accepted_is_lost(receiver, inner, where,
+                                                                            dup, number):
+    raw = inner.encode() if where == "body" else _shaped(inner)
+    if number is not None:
+        raw = _shaped("9" * number)
+    if dup:
+        raw = raw.replace(b'"receiver":', b'"receiver": "x", "receiver":', 1)
+    resp = _post(receiver, raw)
+    assert resp.status_code in (200, 400), (resp.status_code, resp.text[:300])
+    if resp.status_code == 200:
+        receiver.accepted += 1
+    else:
+        assert resp.json()["field"]
+    assert journal_rows(receiver.journal, "select count(*) from notifications")[0][0] == receiver.accepted
