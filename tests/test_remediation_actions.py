@@ -148,3 +148,76 @@ def test_follow_prints_new_entries_until_interrupted(rolled_back):
         assert proc.wait(EVENTUALLY) == 130
         proc.stdout.close()
         proc.stderr.close()
+
+
+@pytest.mark.slow  # starts Prometheus and Alertmanager
+def test_the_rollback_mail_names_the_trigger_and_the_versions(tmp_path):
+    """Alertmanager (rendered as installed) asks the remediator to roll back; Prometheus
+    (the shipped remediation rules) sees the run and its facts; the mail names them."""
+    import yaml
+
+    from pitwatch.core.procs import Child, wait_http
+    from pitwatch.mailsink import read_mail, serve
+    from support import rendered
+    from support.waiting import STARTUP
+
+    platform = make_platform(tmp_path / "platform", {"v1": True, "v2": False}, current="v2")
+    rport, am_port, prom_port, smtp_port = free_port(), free_port(), free_port(), free_port()
+    platform.write_config(remediation=remediation_config(tmp_path, rport, policy=[RULE]))
+    receiver = Receiver(platform.config, rport, tmp_path / "remediator.log")
+    am_file = rendered.alertmanager(tmp_path / "rendered", f"127.0.0.1:{smtp_port}",
+                                    "oncall@example.test", receiver.url, tmp_path / "token")
+    am_cfg = yaml.safe_load(am_file.read_text())
+    for route in am_cfg["route"]["routes"]:  # the warning route waits a minute: not here
+        if route["receiver"] == "mail-warning":
+            route["group_wait"] = "1s"
+    am_file.write_text(yaml.safe_dump(am_cfg))
+    prom_cfg = tmp_path / "prometheus.yml"
+    prom_cfg.write_text(yaml.safe_dump({
+        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+        "rule_files": [str(rendered.ROOT / "alerts" / "rules" / "remediation.yml")],
+        "alerting": {"alertmanagers": [{"static_configs": [{"targets": [f"127.0.0.1:{am_port}"]}]}]},
+        "scrape_configs": [{"job_name": "remediator",
+                            "static_configs": [{"targets": [f"127.0.0.1:{rport}"]}]}]}))
+    smtp = serve(tmp_path / "mail", "127.0.0.1", smtp_port)
+    am = Child("alertmanager", ["prometheus-alertmanager", f"--config.file={am_file}",
+                                f"--storage.path={tmp_path / 'am'}",
+                                f"--web.listen-address=127.0.0.1:{am_port}",
+                                "--cluster.listen-address="], log=tmp_path / "am.log")
+    prom = Child("prometheus", ["prometheus", f"--config.file={prom_cfg}",
+                                f"--storage.tsdb.path={tmp_path / 'prom'}",
+                                f"--web.listen-address=127.0.0.1:{prom_port}"],
+                 log=tmp_path / "prometheus.log")
+    try:
+        wait_http(f"http://127.0.0.1:{am_port}/-/ready", STARTUP, proc=am)
+        wait_http(f"http://127.0.0.1:{prom_port}/-/ready", STARTUP, proc=prom)
+        started = datetime.now(timezone.utc) - timedelta(seconds=5)
+        requests.post(f"http://127.0.0.1:{am_port}/api/v2/alerts", timeout=10, json=[{
+            "labels": {"alertname": "BadRelease", "remediation": "rollback",
+                       "severity": "critical", "job": "app"},
+            "startsAt": iso(started)}]).raise_for_status()
+        wait_until(lambda: platform.version() == "v1" and platform.healthy(), EVENTUALLY,
+                   what="the rollback")
+
+        def performed():
+            for _, mail in read_mail(tmp_path / "mail"):
+                if "RemediationActionPerformed" in mail["Subject"]:
+                    return mail
+            return None
+
+        mail = wait_until(performed, EVENTUALLY, what="the RemediationActionPerformed mail")
+        text = mail.get_body(("plain",)).get_content()
+        print(text)
+        assert "Trigger:    BadRelease" in text
+        assert "Changed:    release v2 -> v1" in text
+        assert "Result:     success: rolled back to v1; the app is healthy" in text
+        assert f"Output:     http://127.0.0.1:{rport}/#run-1" in text
+        assert "for the alert BadRelease (rule rollback_bad_release, run 1): result success. " \
+               "Release v2 -> v1." in text
+        assert "Board:      http://localhost:3000/d/pitwatch-remediation" in text
+    finally:
+        prom.stop()
+        am.stop()
+        smtp.stop()
+        receiver.stop()
+        platform.stop()
