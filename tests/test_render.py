@@ -140,7 +140,9 @@ def test_a_platform_names_its_jobs_and_links_and_they_reach_every_file(tmp_path)
     assert receivers["watchdog"]["webhook_configs"] == [
         {"url": "https://hc.example.com/ping/1234", "send_resolved": False}]
     template = (out / "alertmanager" / "templates" / "pitwatch.tmpl").read_text()
-    assert "https://grafana.journal.example.com/d/pitwatch-overview" in template
+    # The board link (the overview, or the remediation board for remediation alerts).
+    assert "Board:      https://grafana.journal.example.com/d/" in template
+    assert "localhost:3000" not in template
 
     am_file = str(out / "alertmanager" / "alertmanager.yml")
     chat = tool("amtool", "config", "routes", "test", f"--config.file={am_file}",
@@ -199,3 +201,44 @@ def test_warnings_name_what_leaves_alerting_unwatched(tmp_path):
     said = " ".join(render.warnings(config.load(path)))
     assert "no heartbeat" not in said
     assert "monitoring.scrape_interval 15s" in said and "15s" in said
+
+
+def test_the_platforms_own_targets_reach_the_rendered_rules(tmp_path):
+    """`slo:` moves the thresholds: the burn rules are generated for its objectives, the
+    hand-written alerts compare with its values, and the rest stays as shipped."""
+    path = foreign(tmp_path)
+    path.write_text(path.read_text() + "slo:\n  availability: 0.999\n"
+                    "  app_memory_bytes: 2000000000\n  volume_free_critical: 0.02\n")
+    cfg = config.load(path)
+    out = tmp_path / "out"
+    render.write(cfg, out)
+    rules = out / "prometheus" / "rules"
+    checked = tool("promtool", "check", "rules", *map(str, sorted(rules.glob("*.yml"))))
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+    def alerts(name: str) -> dict[tuple[str, str], str]:
+        doc = yaml.safe_load((rules / name).read_text())
+        return {(r["alert"], r["labels"]["severity"]): r["expr"] for g in doc["groups"]
+                for r in g["rules"] if "alert" in r}
+
+    def objective(name: str) -> str:
+        doc = yaml.safe_load((rules / name).read_text())
+        return next(r["expr"] for g in doc["groups"] for r in g["rules"]
+                    if r.get("record") == "slo:objective:ratio" and r["labels"]["slo"] == "availability")
+
+    assert objective("slo.yml").strip() == "vector(0.999)"
+    system = alerts("system.yml")
+    memory = system[("AppMemoryHigh", "warning")]
+    # Both inputs (the container under compose, the process elsewhere) move.
+    assert memory.count("> 2000000000") == 2 and "1e9" not in memory, memory
+    database = alerts("database.yml")
+    assert "< 0.02" in database[("DatabaseVolumeLowSpace", "critical")]
+    assert "< 0.1" in database[("DatabaseVolumeLowSpace", "warning")]  # not moved
+    # The rename of the app's job reached the generated rules too.
+    assert 'job="trading-journal"' in (rules / "slo.yml").read_text()
+    # Without a slo: section the shipped files come out as they are (comments kept).
+    plain = tmp_path / "plain"
+    (tmp_path / "p").mkdir()
+    render.write(config.load(foreign(tmp_path / "p")), plain)
+    assert "# " in (plain / "prometheus" / "rules" / "system.yml").read_text()
+    assert (plain / "prometheus" / "rules" / "slo.yml").read_text().count("vector(0.9995)") == 1

@@ -3,9 +3,7 @@ boards agree: each side is read here and compared with the spec, so a threshold 
 on one side alone fails."""
 from __future__ import annotations
 
-import ast
 import math
-import operator
 import re
 from pathlib import Path
 
@@ -31,42 +29,11 @@ MOVED = slo.spec(Targets(
 
 # --- the alert rules ---------------------------------------------------------------------
 
-# A comparison against a constant: "> 0.2", "< 21 * 86400", "> 64 * 1024 * 1024".
-_COMPARISON = re.compile(r"(?<![=!<>])(>=|<=|>|<)\s*(?:bool\s+)?([0-9][0-9eE.+*/\s()-]*)")
 _QUANTILE = re.compile(r"\b(?:histogram_quantile|quantile_over_time)\(\s*([0-9.]+)")
-_OPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
-        ast.Div: operator.truediv, ast.Pow: operator.pow}
-
-
-def arithmetic(text: str) -> float:
-    """Value of a constant expression of numbers and + - * / (nothing else is run)."""
-
-    def value(node: ast.AST) -> float:
-        if isinstance(node, ast.Expression):
-            return value(node.body)
-        if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)):
-            return float(node.value)
-        if isinstance(node, ast.BinOp) and type(node.op) in _OPS:
-            return _OPS[type(node.op)](value(node.left), value(node.right))
-        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
-            return -value(node.operand)
-        raise ValueError(f"not a constant: {text!r}")
-
-    return value(ast.parse(text.strip(), mode="eval"))
 
 
 def comparisons(expr: str) -> list[tuple[str, float]]:
-    out = []
-    for op, rhs in _COMPARISON.findall(expr):
-        rhs = rhs.strip()
-        # Trailing ")" belong to the enclosing expression: drop unbalanced ones.
-        while rhs.count(")") > rhs.count("("):
-            rhs = rhs[:rhs.rindex(")")].strip()
-        try:
-            out.append((op, arithmetic(rhs)))
-        except (ValueError, SyntaxError):
-            continue
-    return out
+    return [(op, value) for op, value, _ in slo.comparisons(expr)]
 
 
 def alert_rules() -> list[dict]:

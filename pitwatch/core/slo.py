@@ -17,6 +17,10 @@ whose defaults are the stated targets). From :func:`spec`:
 """
 from __future__ import annotations
 
+import ast
+import math
+import operator
+import re
 from dataclasses import dataclass
 
 from pitwatch.core.config import Slo as Targets
@@ -318,3 +322,67 @@ def rules_yaml(s: Spec | None = None) -> str:
     out += "\n  - name: slo_alerts\n    rules:\n"
     out += "\n".join(_burn_alert(o, burn) for o in s.objectives for burn in BURNS)
     return out
+
+
+# --- the hand-written rules at other targets --------------------------------------------
+
+# A comparison against a constant: "> 0.2", "< 21 * 86400", "> 64 * 1024 * 1024".
+COMPARISON = re.compile(r"(?<![=!<>])(>=|<=|>|<)\s*(?:bool\s+)?([0-9][0-9eE.+*/\s()-]*)")
+_OPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
+        ast.Div: operator.truediv, ast.Pow: operator.pow}
+
+
+def arithmetic(text: str) -> float:
+    """Value of a constant expression of numbers and + - * / (nothing else is run)."""
+
+    def value(node: ast.AST) -> float:
+        if isinstance(node, ast.Expression):
+            return value(node.body)
+        if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)):
+            return float(node.value)
+        if isinstance(node, ast.BinOp) and type(node.op) in _OPS:
+            return _OPS[type(node.op)](value(node.left), value(node.right))
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+            return -value(node.operand)
+        raise ValueError(f"not a constant: {text!r}")
+
+    return value(ast.parse(text.strip(), mode="eval"))
+
+
+def comparisons(expr: str) -> list[tuple[str, float, tuple[int, int]]]:
+    """Every ``op constant`` of ``expr``: (op, value, span of the constant's text)."""
+    out = []
+    for m in COMPARISON.finditer(expr):
+        rhs, start = m.group(2), m.start(2)
+        # Trailing ")" and blanks belong to the enclosing expression.
+        while rhs.count(")") > rhs.count("("):
+            rhs = rhs[:rhs.rindex(")")]
+        rhs = rhs.rstrip()
+        try:
+            out.append((m.group(1), arithmetic(rhs), (start, start + len(rhs))))
+        except (ValueError, SyntaxError):
+            continue
+    return out
+
+
+def retarget(rules: dict, s: Spec) -> bool:
+    """Move the thresholds of a parsed rule file from the stated targets to ``s``'s, in
+    place: in each alert of a threshold (by name and severity), the comparison with the
+    stated value. True if anything changed."""
+    stated = {(t.alert, t.severity): t for t in spec().thresholds if t.alert}
+    changed = False
+    for t in s.thresholds:
+        old = stated.get((t.alert, t.severity))
+        if old is None or math.isclose(old.value, t.value, rel_tol=1e-12):
+            continue
+        for group in rules.get("groups", []):
+            for rule in group.get("rules", []):
+                if rule.get("alert") != t.alert or rule.get("labels", {}).get("severity") != t.severity:
+                    continue
+                expr = rule["expr"]
+                for _, value, (a, b) in reversed(comparisons(expr)):
+                    if math.isclose(value, old.value, rel_tol=1e-9):
+                        expr = f"{expr[:a]}{t.value:.10g}{expr[b:]}"
+                        changed = True
+                rule["expr"] = expr
+    return changed
