@@ -331,11 +331,13 @@ def test_restore_from_litestream_with_a_path_lacking_the_venv(venv):
     for sidecar in ("-wal", "-shm"):
         Path(f"{db}{sidecar}").unlink(missing_ok=True)
     db.write_bytes(b"this is not a database" * 500)  # the damage
+    # No Litestream runs here after the restore, so nothing could prove replication.
     cfg = write_config(site / "pitwatch.yml", backups={"snapshots_dir": "snapshots",
-                                                      "litestream_config": str(ls_cfg)})
+                                                      "litestream_config": str(ls_cfg),
+                                                      "replication_proof_timeout": "0s"})
     out = venv.pitwatch("restore", "--from", "litestream", "--no-restart", "--config", cfg)
     assert out.returncode == 0, out.stdout + out.stderr
-    assert "RTO" in out.stdout
+    assert "RTO" in out.stdout and "replication not proven" in out.stdout
     assert sqlite_rows(db) == expected and len(expected) == 7
     (quarantined,) = (site / "quarantine").glob("*/trading.db")
     assert quarantined.read_bytes().startswith(b"this is not a database")

@@ -166,3 +166,12 @@ def test_the_rpo_of_a_litestream_restore_is_the_replicas_newest_transaction(repl
     # ltx timestamps have whole seconds; the replica took the row within a few seconds.
     assert written - 10 <= report["backup_time"] <= written + 1
     assert 29 <= report["rpo_seconds"] <= 41
+
+
+def test_a_proof_switched_off_is_said_not_made(platform):
+    platform.write_config(backups={"litestream_config": str(litestream_config(platform)),
+                                   "replication_proof_timeout": "0s"})
+    assert platform.pitwatch("backup", "snapshot").returncode == 0
+    code, report, log = restore(platform, "--from", "snapshot")
+    assert code == 0, log
+    assert report["replication"] == "not_checked" and "replication not proven" in log

@@ -154,7 +154,8 @@ class Backups(Model):
     quarantine_keep: int = Field(default=3, ge=1)
     quarantine_max_age: Duration = parse_duration("7d")
     # After a restore from a platform with Litestream, a row written then must come back
-    # out of the replica within this long; otherwise the restore is "degraded".
+    # out of the replica within this long; otherwise the restore is "degraded". 0s: no
+    # proof (the restore says so), for a replica no restore can reach from here.
     replication_proof_timeout: Duration = parse_duration("60s")
 
 

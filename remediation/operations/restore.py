@@ -67,7 +67,7 @@ class Report:
     newest_row: float | None  # the restored data's newest row: a cross-check only
     tables: dict[str, int] = field(default_factory=dict)
     healthy: bool = False
-    replication: str = "none"  # proven | not_resumed | none (no Litestream)
+    replication: str = "none"  # proven | not_resumed | not_checked (timeout 0s) | none
     replication_detail: str = ""
     holders: list[str] = field(default_factory=list)  # processes left holding the old file
 
@@ -308,11 +308,16 @@ def restore(cfg: Config, source: str | None = None, at: str | None = None,
         fault_time=fault_time, backup_time=backup_time,
         rpo_seconds=max(0.0, fault_time - backup_time) if backup_time is not None else None,
         newest_row=newest, tables=tables, healthy=healthy, holders=holders)
-    if healthy and bk is not None and bk.litestream_config and bk.replication_proof_timeout > 0:
-        proof: Proof = prove(bk, db, say)
-        report.replication = "proven" if proof.ok else "not_resumed"
-        report.replication_detail = proof.detail
-        say(proof.detail)
+    if healthy and bk is not None and bk.litestream_config:
+        if bk.replication_proof_timeout > 0:
+            proof: Proof = prove(bk, db, say)
+            report.replication = "proven" if proof.ok else "not_resumed"
+            report.replication_detail = proof.detail
+        else:
+            report.replication = "not_checked"
+            report.replication_detail = ("replication not proven: "
+                                         "backups.replication_proof_timeout is 0s")
+        say(report.replication_detail)
     return report
 
 
