@@ -65,7 +65,9 @@ def assert_followed(report: dict) -> None:
     # Both read from the remediator's journal; in some runs "webhook received" came out
     # 0.01 s after "action started" (cause not found yet): the order holds within 0.05 s.
     assert t["webhook received"] <= t["action started"] + 0.05
-    assert t["action started"] <= t["action finished"] <= t["healthy again"]
+    # The platform may serve again a moment before the action's own checks (health and
+    # smoke URLs) let it finish: both follow its start.
+    assert t["action started"] <= min(t["action finished"], t["healthy again"])
     assert report["mttr_seconds"] == t["healthy again"]
 
 
