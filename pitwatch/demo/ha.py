@@ -79,7 +79,7 @@ def replicate(cfg: Config, config_path: Path, specs: list, ports: dict[str, int]
             out.append(replace(spec, argv=_with_config(spec.argv, first)))
             url = f"http://{listen_2}"
             out.append(replace(spec, name="remediator-2", argv=_with_config(spec.argv, second),
-                               url=url + "/actions", ready_url=url + "/healthz"))
+                               url=url + "/", ready_url=url + "/healthz"))
         elif spec.name == "alertmanager":
             argv = [a for a in spec.argv if not a.startswith("--cluster.listen-address")]
             for i in range(2):

@@ -128,7 +128,7 @@ def _components(cfg: Config, config_path: Path, rate: float) -> list[Component]:
     if cfg.remediation:
         remediator = f"http://{cfg.remediation.listen}"
         specs.append(Component("remediator", PITWATCH + ["remediator", *cfg_arg],
-                               url=remediator + "/actions", ready_url=remediator + "/healthz"))
+                               url=remediator + "/", ready_url=remediator + "/healthz"))
     if cfg.backups:
         specs.append(Component("snapshots", PITWATCH + ["backup", "schedule", *cfg_arg, "--every",
                                                        SNAPSHOT_EVERY],

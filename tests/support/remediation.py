@@ -60,7 +60,8 @@ class Receiver:
         return requests.post(self.url + "/alerts", data=data, headers=h, timeout=30)
 
     def runs(self) -> list[dict]:
-        return requests.get(self.url + "/actions", timeout=30).json()["runs"]
+        return requests.get(self.url + "/actions", headers={"Authorization": f"Bearer {TOKEN}"},
+                            timeout=30).json()["runs"]
 
     def stop(self) -> None:
         self.child.stop()
