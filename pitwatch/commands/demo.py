@@ -5,6 +5,7 @@
     pitwatch demo status DIR                       what runs there, and whether it answers
     pitwatch demo app --config FILE                the trading app, in the foreground
     pitwatch demo restart-app --config FILE        restart it (the config's restart_command)
+    pitwatch demo reload-app --config FILE         reload it gracefully (the reload_command)
     pitwatch demo stop-app --config FILE           stop it by its pid file
     pitwatch demo traffic --config FILE [--rate R] the traffic generator
 
@@ -22,6 +23,7 @@ ACTIONS = {
     "status": "show the components of the demo running in DIR: pid, alive, ready",
     "app": "run the demo trading app in the foreground (pid in platform.app_pid_file)",
     "restart-app": "stop the running demo app by its pid file, start it again, wait for /health",
+    "reload-app": "reload the running demo app onto releases/current without dropping a request",
     "stop-app": "stop the running demo app by its pid file",
     "traffic": "send a realistic mix of requests to the demo app until stopped",
 }
@@ -65,10 +67,16 @@ def _action_parser(action: str) -> argparse.ArgumentParser:
         return p
     add_config_option(p)
     if action == "app":
-        p.add_argument("--threads", type=int, default=8, help="waitress worker threads")
+        p.add_argument("--workers", type=int, default=2,
+                       help="gunicorn worker processes (default: 2)")
+        p.add_argument("--threads", type=int, default=8, help="threads per worker (default: 8)")
     elif action == "restart-app":
         p.add_argument("--timeout", type=float, default=30.0,
                        help="seconds to wait for /health of the new process (default: 30)")
+    elif action == "reload-app":
+        p.add_argument("--timeout", type=float, default=30.0,
+                       help="seconds to wait until only new workers serve the release "
+                            "`current` points at (default: 30)")
     if action in ("restart-app", "stop-app"):
         p.add_argument("--litestream", action="store_true",
                        help="Litestream too (stopped after the app, started before it): "
@@ -82,8 +90,8 @@ def _action_parser(action: str) -> argparse.ArgumentParser:
 def _dispatch(args) -> int:
     if args.target in ACTIONS:
         opts = _action_parser(args.target).parse_args(args.rest)
-        return {"init": _init, "status": _status, "app": _app, "restart-app": _restart, "stop-app": _stop,
-                "traffic": _traffic}[args.target](opts)
+        return {"init": _init, "status": _status, "app": _app, "restart-app": _restart,
+                "reload-app": _reload, "stop-app": _stop, "traffic": _traffic}[args.target](opts)
     opts = _run_parser().parse_args(args.rest)
     from pitwatch.demo import stack
 
@@ -116,13 +124,21 @@ def _status(opts) -> int:
 def _app(opts) -> int:
     from pitwatch.demo import app
 
-    return app.serve(load_config(opts), threads=opts.threads)
+    return app.serve(load_config(opts), workers=opts.workers, threads=opts.threads)
 
 
 def _restart(opts) -> int:
     from pitwatch.demo import lifecycle
 
     result = lifecycle.restart(load_config(opts), timeout=opts.timeout, litestream=opts.litestream)
+    print(result.message)
+    return 0 if result.healthy else 1
+
+
+def _reload(opts) -> int:
+    from pitwatch.demo import lifecycle
+
+    result = lifecycle.reload(load_config(opts), timeout=opts.timeout)
     print(result.message)
     return 0 if result.healthy else 1
 

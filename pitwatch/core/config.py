@@ -85,6 +85,16 @@ class Platform(Model):
     stop_command: list[str] = []
     start_command: list[str] = []
     health_timeout: Duration = parse_duration("60s")
+    # Graceful reload (argv): the app server keeps its listening socket and replaces its
+    # workers, so a deploy or rollback fails no request (gunicorn: HUP to the master).
+    # Deploys and rollbacks run it instead of restart_command when set.
+    reload_command: list[str] = []
+    # After a deploy or rollback the new release is watched this long against the SLO
+    # thresholds (error ratio, latency) and rolled back on a breach; 0s: not watched.
+    deploy_watch: Duration = parse_duration("2m")
+    # When `pitwatch deploy` runs without --force: halt (only while CME Globex does not
+    # trade: the daily halt, weekends, holidays), any (always), never (a freeze).
+    deploy_window: Literal["halt", "any", "never"] = "halt"
 
     @field_validator("app_url")
     @classmethod

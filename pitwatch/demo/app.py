@@ -1,9 +1,13 @@
 """The demo trading app: a small Flask + SQLite futures trade log.
 
 ``create_app(config)`` builds it for the release ``releases/current`` points at (read
-once, at start: a restart switches releases). ``serve(config)`` runs it under
-waitress in the foreground, with its pid in ``platform.app_pid_file``. For gunicorn:
-``gunicorn 'pitwatch.demo.app:from_env()'`` with ``PITWATCH_CONFIG`` set.
+once, when a worker starts). ``serve(config)`` runs it under gunicorn in the
+foreground, as a real platform would: a master holding the listening socket, with its
+pid in ``platform.app_pid_file``, and worker processes that each import the app
+(``preload_app`` off). So SIGHUP to the master is a graceful reload: new workers read
+``releases/current`` afresh, the old ones finish their requests and exit, and the
+socket never closes (``pitwatch demo reload-app``, the demo's ``reload_command``).
+Outside the demo: ``gunicorn 'pitwatch.demo.app:from_env()'`` with ``PITWATCH_CONFIG`` set.
 
 Endpoints: ``POST /login``, ``POST /api/trades``, ``GET /api/positions``,
 ``GET /api/chart/<symbol>?timeframe=1m|5m|1h|1d``, ``GET /health``, ``GET /metrics``.
@@ -17,7 +21,6 @@ import math
 import os
 import random
 import re
-import signal
 import socket
 import sqlite3
 import threading
@@ -309,42 +312,78 @@ def listen_address(app_url: str) -> tuple[str, int]:
     return parts.hostname or "127.0.0.1", parts.port or (443 if parts.scheme == "https" else 80)
 
 
-def serve(config: Config, threads: int = 8) -> int:
-    """Run the app under waitress until SIGTERM/SIGINT; keep the pid file while up."""
-    from waitress.server import create_server
+def metrics_dir(config: Config) -> Path:
+    """Where the workers write their samples, summed by /metrics on any of them."""
+    base = config.source.parent if config.source else Path.cwd()
+    return base / "run" / "app-metrics"
 
-    logging.getLogger("waitress.queue").setLevel(logging.ERROR)  # one warning per queued request
-    app = create_app(config)
+
+def serve(config: Config, workers: int = 2, threads: int = 8) -> int:
+    """Run the app under gunicorn until SIGTERM/SIGINT; keep the pid file while up.
+
+    Connections are closed after each response (keepalive 0): a kept-alive connection
+    a stopping worker closes could meet a client's next request on the way and fail
+    it, so a reload could not promise that no request fails.
+    """
+    # Before anything imports prometheus_client: it picks its value class once.
+    os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(metrics_dir(config)))
+    from gunicorn.app.base import BaseApplication
+
+    from pitwatch.demo import gunicorn_conf
+
     host, port = listen_address(config.platform.app_url)
-    try:
-        # X-Forwarded-For is believed only from a proxy on this host (waitress applies it).
-        server = create_server(app, host=host, port=port, threads=threads,
-                               trusted_proxy="127.0.0.1", trusted_proxy_count=1,
-                               trusted_proxy_headers={"x-forwarded-for"})  # binds now
-    except OSError as exc:
-        log.error("cannot listen on %s:%d: %s", host, port, exc.strerror or exc)
-        return 1
     pid_file = config.platform.app_pid_file
-    if pid_file:
-        pid_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = pid_file.with_suffix(".tmp")
-        tmp.write_text(f"{os.getpid()}\n")
-        os.replace(tmp, pid_file)
+    master = os.getpid()
 
-    def stop(signum, frame):
-        raise SystemExit(0)
+    def when_ready(server) -> None:  # listening: the pid file says the app runs
+        if pid_file:
+            pid_file.parent.mkdir(parents=True, exist_ok=True)
+            tmp = pid_file.with_suffix(".tmp")
+            tmp.write_text(f"{master}\n")
+            os.replace(tmp, pid_file)
+        log.info("serving on http://%s:%d (pid %d, %d workers)", host, port, master, workers)
 
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)  # even when started with SIGINT ignored
-    version = app.extensions["pitwatch"]["release"].version
-    log.info("serving release %s on http://%s:%d (pid %d)", version, host, port, os.getpid())
+    class Server(BaseApplication):
+        def load_config(self):
+            settings = {
+                "bind": f"{host}:{port}", "workers": max(1, workers), "threads": max(1, threads),
+                "worker_class": "gthread", "preload_app": False, "keepalive": 0,
+                # Old workers finish their requests within this after a reload or a stop.
+                "graceful_timeout": 5, "timeout": 30, "accesslog": None,
+                "loglevel": gunicorn_conf.loglevel, "proc_name": "pitwatch-demo-app",
+                "on_starting": gunicorn_conf.on_starting, "child_exit": gunicorn_conf.child_exit,
+                "when_ready": when_ready,
+                # X-Forwarded-For is believed only from a proxy on this host.
+                "forwarded_allow_ips": "127.0.0.1",
+            }
+            for key, value in settings.items():
+                self.cfg.set(key, value)
+
+        def load(self):  # in each worker, at its start: the release `current` points at now
+            return _behind_local_proxy(create_app(config))
+
     try:
-        server.run()
-    except (SystemExit, KeyboardInterrupt):
-        pass
+        Server().run()
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else 1
     finally:
-        server.close()
-        if pid_file and pid_file.exists() and pid_file.read_text().strip() == str(os.getpid()):
+        # Workers leave through here too: only the master's own pid file goes.
+        if pid_file and os.getpid() == master and pid_file.exists() \
+                and pid_file.read_text().strip() == str(master):
             pid_file.unlink()
-        log.info("stopped")
     return 0
+
+
+def _behind_local_proxy(app: Flask) -> Flask:
+    """The client address from X-Forwarded-For, believed only from a proxy on this host
+    (the auth log and the login-failure alerts name the client)."""
+    from werkzeug.middleware.proxy_fix import ProxyFix
+
+    direct, proxied = app.wsgi_app, ProxyFix(app.wsgi_app, x_for=1)
+
+    def wsgi(environ, start_response):
+        trusted = environ.get("REMOTE_ADDR") == "127.0.0.1"
+        return (proxied if trusted else direct)(environ, start_response)
+
+    app.wsgi_app = wsgi
+    return app

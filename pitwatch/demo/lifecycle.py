@@ -5,6 +5,13 @@
 grace period), start a new detached one that reads ``releases/current`` afresh, and
 wait for its /health. The new process is in its own session, so a remediation
 timeout that kills the restart command's process group leaves the app alone.
+Between the stop and the start nothing listens: requests fail.
+
+``reload(config)`` is the demo's ``reload_command`` (``pitwatch demo reload-app``),
+what deploys and rollbacks use: SIGHUP to the gunicorn master, which keeps the
+listening socket, starts new workers on the new release and lets the old ones finish
+their requests. It returns once no old worker is left and /health reports the
+release ``current`` points at.
 
 Litestream is a second service (``run/litestream.pid``). The demo's ``stop_command``
 and ``start_command`` (``--litestream``) stop and start it with the app, as a real
@@ -13,10 +20,12 @@ running keeps replicating the replaced one.
 """
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +34,7 @@ import psutil
 from pitwatch.core import binaries
 from pitwatch.core.config import Config
 from pitwatch.core.procs import http_ok
+from pitwatch.demo import releases
 from pitwatch.scrape import litestream_addr
 
 
@@ -177,3 +187,47 @@ def restart(config: Config, timeout: float = 30.0, litestream: bool = False) -> 
     else:
         msg = f"demo app (pid {proc.pid}) not healthy after {timeout:.0f}s; see {app_log(config)}"
     return RestartResult(old, proc.pid, healthy, took, msg)
+
+
+def serving(config: Config) -> str | None:
+    """The release /health reports, or None when the app does not answer 200."""
+    url = config.platform.app_url + config.platform.health_path
+    try:
+        with urllib.request.urlopen(url, timeout=2) as r:
+            return json.load(r).get("version") if r.status == 200 else None
+    except (OSError, ValueError):
+        return None
+
+
+def reload(config: Config, timeout: float = 30.0) -> RestartResult:
+    """Gracefully reload the running app onto ``releases/current``; start it if none runs
+    (as ``systemctl reload-or-restart`` would)."""
+    began = time.monotonic()
+    pid = running_pid(config)
+    if pid is None:
+        proc, healthy = start(config, timeout)
+        took = time.monotonic() - began
+        msg = (f"no demo app was running; started pid {proc.pid}, healthy after {took:.1f}s"
+               if healthy else f"no demo app was running and pid {proc.pid} did not become "
+                               f"healthy; see {app_log(config)}")
+        return RestartResult(None, proc.pid, healthy, took, msg)
+    want = releases.current(config.platform.releases_dir).version
+    master = psutil.Process(pid)
+    old = {c.pid for c in master.children()}
+    master.send_signal(signal.SIGHUP)
+    deadline = began + timeout
+    while time.monotonic() < deadline:
+        try:
+            workers = {c.pid for c in master.children()}
+        except psutil.NoSuchProcess:
+            break
+        # Once no old worker is left, whichever worker answers runs the new release.
+        if not workers & old and serving(config) == want:
+            took = time.monotonic() - began
+            return RestartResult(pid, pid, True, took,
+                                 f"demo app reloaded: pid {pid} serves {want} with workers "
+                                 f"{sorted(workers)} (were {sorted(old)}) after {took:.1f}s")
+        time.sleep(0.1)
+    return RestartResult(pid, pid, False, time.monotonic() - began,
+                         f"demo app (pid {pid}) not serving {want} with new workers after "
+                         f"{timeout:.0f}s; see {app_log(config)}")

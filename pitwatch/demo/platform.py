@@ -55,6 +55,13 @@ platform:
   releases_dir: releases
   # Stops the app by its pid file, starts the `current` release, waits for /health.
   restart_command: {restart_command}
+  # Deploys and rollbacks: HUP to the gunicorn master, new workers on `current`, the
+  # old ones finish their requests; the socket stays open, so no request fails.
+  reload_command: {reload_command}
+  # A deploy or rollback is watched this long and rolled back on an SLO breach. The
+  # demo keeps it short: a remediation rollback includes its watch, and a drill waits.
+  deploy_watch: 30s
+  deploy_window: halt          # `pitwatch deploy` outside CME Globex trading hours only
   # A restore swaps the database file: Litestream stops with the app and starts before
   # it, on the restored file (a Litestream left running replicates the replaced one).
   stop_command: {stop_command}
@@ -197,6 +204,7 @@ def _config_text(root: Path, config: Path) -> str:
     return CONFIG_TEMPLATE.format(
         app_port=app_port, exporter_port=exporter_port, remediator_port=remediator_port,
         smtp_port=smtp_port, redis_port=redis_port, restart_command=argv("restart-app"),
+        reload_command=argv("reload-app"),
         stop_command=argv("stop-app", "--litestream"),
         start_command=argv("restart-app", "--litestream"))
 

@@ -4,7 +4,10 @@ Healthy means the health URL answers 2xx *and* every smoke URL (``smoke.urls``, 
 exporter's probe) answers an expected status in the same round: a release whose API
 answers 404 while /health stays green is not healthy.
 
-Restart runs ``platform.restart_command``. Stop/start (needed while a database file
+Restart runs ``platform.restart_command``. Switching releases runs
+``platform.reload_command`` when set (a graceful reload: the app server keeps its
+listening socket while new workers take over, so no request fails), else the restart
+command. Stop/start (needed while a database file
 is swapped) run ``platform.stop_command`` / ``start_command`` when configured;
 otherwise stop sends TERM (then KILL) to the pid in ``platform.app_pid_file`` and
 start runs ``restart_command``.
@@ -73,6 +76,14 @@ def restart(platform: Platform) -> None:
     if not platform.restart_command:
         raise AppControlError("platform.restart_command is not set")
     _run(platform.restart_command, "restart_command")
+
+
+def reload(platform: Platform) -> None:
+    """Make the app serve the release now switched to: reload_command, else restart."""
+    if platform.reload_command:
+        _run(platform.reload_command, "reload_command")
+    else:
+        restart(platform)
 
 
 def stop(platform: Platform, grace: float = 15.0) -> None:

@@ -1,8 +1,8 @@
 """Switching releases: rollback and deploy, in two flavours.
 
 ``releases``: ``<releases_dir>/<version>/`` folders and a ``current`` symlink, switched
-atomically (a new link renamed over the old one); the restart command then starts
-the app from ``current``. Versions sort naturally (v1.9 < v1.10).
+atomically (a new link renamed over the old one); the reload command (else the restart
+command) then makes the app serve ``current``. Versions sort naturally (v1.9 < v1.10).
 
 ``compose``: the image tag is the ``compose_tag_variable`` line of the compose
 ``.env`` (rewritten atomically), applied with ``<compose_command> up -d <service>``.
@@ -98,7 +98,7 @@ class Folders:
         fsync_dir(self.dir)
 
     def apply(self) -> None:
-        app.restart(self.platform)
+        app.reload(self.platform)
 
 
 class Compose:
