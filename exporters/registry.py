@@ -12,6 +12,7 @@ from pitwatch.exporters.activity import ActivityCollector
 from pitwatch.exporters.backup import BackupCollector
 from pitwatch.exporters.base import Combined, Concern, Periodic
 from pitwatch.exporters.database import DatabaseCollector
+from pitwatch.exporters.deploys import DeploysCollector
 from pitwatch.exporters.market import MarketCollector
 from pitwatch.exporters.redis import RedisCollector
 from pitwatch.exporters.security import SecurityCollector
@@ -87,6 +88,12 @@ def build_concerns(cfg: Config) -> list[Concern]:
     concerns.append(SystemCollector(plat.app_pid_file, volumes))
     if plat.redis_url:
         concerns.append(RedisCollector(plat.redis_url))
+    # Where `pitwatch deploy` records (pitwatch.remediation.operations.deploys.store_for).
+    if cfg.remediation is not None:
+        concerns.append(DeploysCollector(journal=cfg.remediation.journal))
+    elif plat.deploy == "compose" or plat.releases_dir is not None:
+        folder = plat.compose_env_file.parent if plat.deploy == "compose" else plat.releases_dir
+        concerns.append(DeploysCollector(jsonl=folder / "deploys.jsonl"))
     return concerns
 
 

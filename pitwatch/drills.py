@@ -204,7 +204,8 @@ GOOD, BAD = "1.4.2", "1.5.0"
 
 def _deploy_bad(p: Platform, r: Report) -> None:
     r.fault_at = time.time()
-    done = p.pitwatch("deploy", BAD, "--force", "--no-snapshot")
+    # Unwatched: the drill times the alert path, which a deploy's own watch would pre-empt.
+    done = p.pitwatch("deploy", BAD, "--force", "--no-snapshot", "--watch", "0")
     if done.returncode != 0:
         raise RuntimeError(f"deploy {BAD} failed: {done.stderr.strip()[-500:]}")
 

@@ -5,20 +5,25 @@ from __future__ import annotations
 import sys
 
 from pitwatch.commands import add_config_option, load_config
+from pitwatch.commands.deploy import add_watch_option
 
 
 def register(sub) -> None:
     parser = sub.add_parser(
         "rollback", help="switch back to an older release and wait until it is healthy",
         description="Switch to VERSION (default: the release before the current one), run "
-                    "the restart command (or compose up) and wait for the app's /health and "
-                    "smoke URLs (smoke.urls) to pass. An "
+                    "the reload command (else the restart command, or compose up) and wait for "
+                    "the app's /health and smoke URLs (smoke.urls) to pass. An "
                     "unhealthy target is followed by the next older release; if none is "
-                    "healthy the original release is put back. Exit 0 healthy, 1 not.")
+                    "healthy the original release is put back. The healthy one is watched "
+                    "for platform.deploy_watch; if it breaches the SLO thresholds too, the "
+                    "rollback stops there and exits 1 for a person to decide (it never "
+                    "loops). Recorded like a deploy. Exit 0 healthy, 1 not.")
     add_config_option(parser)
     parser.add_argument("--to", metavar="VERSION", help="the release to switch to")
     parser.add_argument("--max-tries", type=int, default=3,
                         help="how many releases to try before putting the original back (default 3)")
+    add_watch_option(parser)
     parser.set_defaults(func=_rollback)
     restart = sub.add_parser(
         "restart", help="run platform.restart_command and wait until the app is healthy",
@@ -29,14 +34,16 @@ def register(sub) -> None:
 
 
 def _rollback(args) -> int:
+    from pitwatch.remediation.operations import deploys, watch
     from pitwatch.remediation.operations.appcontrol import AppControlError
     from pitwatch.remediation.operations.releases import ReleaseError, rollback
 
     cfg = load_config(args)
     try:
         version = rollback(cfg.platform, to=args.to, max_tries=max(1, args.max_tries),
-                           smoke=cfg.smoke)
-    except (ReleaseError, AppControlError, OSError) as exc:
+                           smoke=cfg.smoke, watch=watch.from_config(cfg, args.watch),
+                           records=deploys.store_for(cfg))
+    except (ReleaseError, AppControlError, OSError, ValueError) as exc:
         print(f"pitwatch rollback: {exc}", file=sys.stderr)
         return 1
     print(f"rolled back to {version}; the app is healthy")

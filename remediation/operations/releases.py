@@ -12,15 +12,22 @@ from __future__ import annotations
 
 import os
 import re
+import sqlite3
 import subprocess
+import time
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
+from pitwatch.core import market
 from pitwatch.core.config import Platform, Smoke
 
 from pitwatch.remediation.operations import appcontrol as app
+from pitwatch.remediation.operations import deploys
+from pitwatch.remediation.operations.deploys import Record
 from pitwatch.remediation.operations.fencing import Fenced, fenced
+from pitwatch.remediation.operations.watch import Verdict, Watch
 
 CURRENT = "current"
 
@@ -127,16 +134,21 @@ class Compose:
         except FileNotFoundError:
             return []
 
+    def all(self) -> list[str]:
+        """Every tag set so far, in the order of its first deployment."""
+        order: list[str] = []
+        for tag in self._history() + [t for t in [self.current()] if t]:
+            if tag not in order:
+                order.append(tag)
+        return order
+
     def older_than(self, version: str | None) -> list[str]:
         """Tags first deployed before ``version`` was, newest first.
 
         First deployments count, not rollbacks: after v3 was rolled back to v2, v3 is
         still newer than v2.
         """
-        order: list[str] = []
-        for tag in self._history():
-            if tag not in order:
-                order.append(tag)
+        order = self.all()
         if version in order:
             order = order[:order.index(version)]
         return order[::-1]
@@ -186,6 +198,22 @@ class Compose:
                                       f"{(proc.stderr or proc.stdout).strip()[-400:]}")
 
 
+@dataclass(frozen=True)
+class Listed:
+    version: str
+    current: bool
+    last: Record | None  # the latest deploy or rollback that left it running
+
+
+def listing(platform: Platform, records: list[Record]) -> list[Listed]:
+    """Every available release, oldest first, with the current one and when each was
+    last deployed (``records``: :mod:`deploys`)."""
+    sw = switcher(platform)
+    current = sw.current()
+    last = deploys.last_deployed(records)
+    return [Listed(v, v == current, last.get(v)) for v in sw.all()]
+
+
 def switcher(platform: Platform) -> Folders | Compose:
     return Compose(platform) if platform.deploy == "compose" else Folders(platform)
 
@@ -203,14 +231,71 @@ def _try(sw, version: str, say: Callable[[str], None], smoke: Smoke | None) -> b
     return ok
 
 
+def refusal(platform: Platform, force: bool = False) -> str | None:
+    """Why a deploy may not start now (``platform.deploy_window``), or None. The daily
+    CME Globex halt, weekends and holidays are the deploy window by default; rollbacks
+    are remedies and never wait for it."""
+    if force or platform.deploy_window == "any":
+        return None
+    if platform.deploy_window == "never":
+        return "deploys are frozen (platform.deploy_window: never; --force to deploy anyway)"
+    if market.is_open():
+        return ("CME Globex is trading now; deploy in the daily halt or when the market is "
+                "closed (platform.deploy_window: halt; --force to deploy anyway)")
+    return None
+
+
+def _recorded(sw, rec: Record, records, say: Callable[[str], None],
+              switch: Callable[[], str]) -> str:
+    """Run ``switch`` and record how it went, whatever happens."""
+    try:
+        running = switch()
+        rec.result = "success"
+        return running
+    except ReleaseError as exc:  # rec.result says failed, or rolled_back
+        rec.detail = str(exc)
+        raise
+    except BaseException as exc:
+        rec.detail = f"{type(exc).__name__}: {exc}"
+        raise
+    finally:
+        rec.finished_at = time.time()
+        rec.running = sw.current()
+        if records is not None:
+            try:
+                records.append(rec)
+            except (OSError, sqlite3.Error) as exc:
+                say(f"  could not record the {rec.action}: {exc}")
+
+
+def _watch(watch: Watch | None, version: str, rec: Record,
+           say: Callable[[str], None]) -> Verdict | None:
+    if watch is None:
+        return None
+    verdict = watch.run(say)
+    say(f"  {version}: watch {verdict.summary}")
+    rec.watch = (f"{rec.watch}; {version} {verdict.summary}" if rec.watch != "not watched"
+                 else f"{version} {verdict.summary}")
+    return verdict
+
+
 def rollback(platform: Platform, to: str | None = None, max_tries: int = 3,
-             say: Callable[[str], None] = print, smoke: Smoke | None = None) -> str:
+             say: Callable[[str], None] = print, smoke: Smoke | None = None,
+             watch: Watch | None = None, records=None) -> str:
     """Switch to ``to`` (or the release before the current one); on an unhealthy target
     (health URL and ``smoke`` URLs, :func:`appcontrol.wait_healthy`) try the next older
-    ones, and if none is healthy put the original back. Returns the
-    version now running; raises ReleaseError if no candidate became healthy."""
+    ones, and if none is healthy put the original back. The healthy one is then watched
+    (``watch``); one that breaches it ends the rollback with a ReleaseError: nothing
+    else is tried, a person decides (a rollback never loops). Returns the version now
+    running; raises ReleaseError otherwise. ``records``: where it is recorded."""
     sw = switcher(platform)
     original = sw.current()
+    rec = Record("rollback", to or "(previous)", from_version=original)
+    return _recorded(sw, rec, records, say,
+                     lambda: _rollback(sw, original, to, max_tries, say, smoke, watch, rec))
+
+
+def _rollback(sw, original, to, max_tries, say, smoke, watch, rec) -> str:
     if to is not None:
         if not sw.exists(to):
             raise ReleaseError(f"no release {to!r}")
@@ -221,7 +306,12 @@ def rollback(platform: Platform, to: str | None = None, max_tries: int = 3,
         raise ReleaseError(f"no release older than {original!r} to roll back to")
     say(f"current release: {original or '(none)'}")
     for version in candidates[:max_tries]:
+        rec.to_version = version
         if _try(sw, version, say, smoke):
+            verdict = _watch(watch, version, rec, say)
+            if verdict is not None and not verdict.passed:
+                raise ReleaseError(f"rolled back to {version}, but it breached its watch "
+                                   f"({verdict.reason}); stopping here: a person must decide")
             return version
     if original is not None:
         say(f"no healthy older release; putting {original} back")
@@ -230,19 +320,42 @@ def rollback(platform: Platform, to: str | None = None, max_tries: int = 3,
 
 
 def deploy(platform: Platform, version: str, snapshot: Callable[[], object] | None,
-           say: Callable[[str], None] = print, smoke: Smoke | None = None) -> None:
-    """Snapshot, switch, health-check; on failure switch back to the previous release."""
+           say: Callable[[str], None] = print, smoke: Smoke | None = None,
+           watch: Watch | None = None, records=None) -> str:
+    """Snapshot, switch, health-check, watch (``watch``); an unhealthy release or one that
+    breaches its watch is rolled back to the previous release, which gets the same
+    watch. Returns the version running; raises ReleaseError when ``version`` is not it."""
     sw = switcher(platform)
     if not sw.exists(version):
         raise ReleaseError(f"no release {version!r}")
     previous = sw.current()
+    rec = Record("deploy", version, from_version=previous)
+    return _recorded(sw, rec, records, say,
+                     lambda: _deploy(sw, version, previous, snapshot, say, smoke, watch, rec))
+
+
+def _deploy(sw, version, previous, snapshot, say, smoke, watch, rec) -> str:
     if snapshot is not None:
         snapshot()
-    if _try(sw, version, say, smoke):
-        return
+    if not _try(sw, version, say, smoke):
+        why = f"deploy of {version} failed: unhealthy"
+    else:
+        verdict = _watch(watch, version, rec, say)
+        if verdict is None or verdict.passed:
+            return version
+        why = (f"deploy of {version} failed: it breached its watch after "
+               f"{verdict.seconds:.0f}s ({verdict.reason})")
     if previous is None:
-        raise ReleaseError(f"{version} is unhealthy and there is no previous release")
-    say(f"{version} is unhealthy; rolling back to {previous}")
-    back = _try(sw, previous, say, smoke)
-    raise ReleaseError(f"deploy of {version} failed; rolled back to {previous}"
-                       f"{'' if back else ' (which is unhealthy too)'}")
+        raise ReleaseError(f"{why}, and there is no previous release")
+    say(f"{why}; rolling back to {previous}")
+    rec.result = "rolled_back"
+    if not _try(sw, previous, say, smoke):
+        rec.result = "failed"
+        raise ReleaseError(f"{why}; rolled back to {previous}, which is unhealthy too: "
+                           "a person must decide")
+    verdict = _watch(watch, previous, rec, say)
+    if verdict is not None and not verdict.passed:
+        rec.result = "failed"
+        raise ReleaseError(f"{why}; rolled back to {previous}, which breached its watch "
+                           f"too ({verdict.reason}): stopping here, a person must decide")
+    raise ReleaseError(f"{why}; rolled back to {previous}")

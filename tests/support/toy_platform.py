@@ -142,6 +142,8 @@ def make_platform(root: Path, versions: dict[str, bool | dict] | None = None, cu
         # on purpose. The ctl script returns once the app listens, so a healthy release
         # answers at once.
         "health_timeout": "1.5s",
+        # No watch after a switch unless a test asks for one: this app has no traffic.
+        "deploy_watch": "0s",
     }
     if compose:
         env = root / "compose.env"
