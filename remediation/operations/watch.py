@@ -93,7 +93,11 @@ class AppMetrics:
         req = urllib.request.Request(self.url, headers={"User-Agent": "pitwatch-deploy-watch"})
         with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(
                 req, timeout=self.timeout) as r:
-            now = read_counts(r.read().decode("utf-8", "replace"), self.threshold)
+            self.add(r.read().decode("utf-8", "replace"))
+
+    def add(self, text: str) -> None:
+        """Count one /metrics page: the increases since the previous one."""
+        now = read_counts(text, self.threshold)
         if self.last is not None:
             for key, value in now.items():
                 before = self.last.get(key, 0.0)
