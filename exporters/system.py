@@ -38,22 +38,39 @@ class SystemCollector(Concern):
             return self._process
 
     def _app(self, problems: list[str]) -> Iterator[Metric]:
+        # The app is the process in the pid file and its children: under gunicorn the
+        # pid is the master and the workers, forked from it, hold the memory.
         try:
             proc = self._app_process()
             with proc.oneshot():
                 rss = proc.memory_info().rss
                 cpu = proc.cpu_times()
                 fds = proc.num_fds()
+                children = proc.children(recursive=True)
+            # Workers that exited and were reaped left their time in children_*: the
+            # counter does not fall when a worker is replaced.
+            seconds = cpu.user + cpu.system + cpu.children_user + cpu.children_system
         except (OSError, ValueError, psutil.Error) as exc:
             problems.append(f"app process from {self.app_pid_file}: {type(exc).__name__} {exc}")
             return
+        for child in children:
+            try:
+                with child.oneshot():
+                    rss += child.memory_info().rss
+                    times = child.cpu_times()
+                    seconds += times.user + times.system
+                    fds += child.num_fds()
+            except psutil.Error:
+                continue  # exited since the listing
         yield GaugeMetricFamily("pitwatch_app_process_resident_memory_bytes",
-                                "Resident memory of the app process", value=rss)
+                                "Resident memory of the app process and its children (workers)",
+                                value=rss)
         yield CounterMetricFamily("pitwatch_app_process_cpu_seconds",
-                                  "User and system CPU seconds of the app process",
-                                  value=cpu.user + cpu.system)
+                                  "User and system CPU seconds of the app process and its children",
+                                  value=seconds)
         yield GaugeMetricFamily("pitwatch_app_process_open_fds",
-                                "Open file descriptors of the app process", value=fds)
+                                "Open file descriptors of the app process and its children",
+                                value=fds)
 
     def _volumes(self, problems: list[str]) -> Iterator[Metric]:
         if not self.volumes:

@@ -78,6 +78,24 @@ def test_system_reads_the_app_process_and_volumes(tmp_path):
     assert value(got, "pitwatch_host_load1") is not None
 
 
+def test_the_app_is_its_process_and_its_workers(tmp_path):
+    """A gunicorn-like master whose forked worker holds the memory: both are counted."""
+    pid_file, ready = tmp_path / "app.pid", tmp_path / "allocated"
+    master = ("import os, sys, time\n"
+              "if os.fork() == 0:\n"
+              "    b = bytearray(40 << 20); open(sys.argv[1], 'w').close(); time.sleep(600)\n"
+              "time.sleep(600)\n")
+    with Child("app", [sys.executable, "-c", master, ready]) as app:
+        pid_file.write_text(f"{app.pid}\n")
+        wait_until(lambda: ready.exists() or app.poll() is not None, what="the worker's allocation")
+        got = samples(SystemCollector(pid_file))
+        worker = psutil.Process(app.pid).children()[0]
+        alone = psutil.Process(app.pid).memory_info().rss
+        assert value(got, "pitwatch_app_process_resident_memory_bytes") >= \
+            alone + worker.memory_info().rss - (4 << 20)
+        assert value(got, "pitwatch_app_process_resident_memory_bytes") > 40 << 20 > alone
+
+
 def test_system_without_pid_file(tmp_path):
     got = samples(SystemCollector(tmp_path / "missing.pid", {}))
     assert success(got, "system") == 0
