@@ -13,10 +13,12 @@ OK = steps(RED, (1, GREEN))
 
 dashboard = board("database", "pitwatch / Database",
                   "The trading database (SQLite) and Redis in depth.", [
-    stat("DB probe p99", f"99th percentile of the exporter's probe query. "
-         f"SLO: {slo.DB_PROBE_P99.description}.", promql.DB_PROBE_P99, units.SECONDS,
+    stat("DB query p99", f"99th percentile of the app's own queries over 5 minutes, or of "
+         f"the exporter's probe query when the app runs none; the name under the number says "
+         f"which. SLO: {slo.DB_PROBE_P99.description}.",
+         targets((promql.DB_QUERY_P99, "{{source}}")), units.SECONDS,
          thresholds=slo_steps(slo.DB_PROBE_P99), links=[runbook_link(slo.DB_PROBE_P99.alert)],
-         w=4),
+         text="value_and_name", w=4),
     stat("Integrity", "Result of the latest PRAGMA quick_check and integrity_check, run in "
          "the background.", targets(("min by (check) (pitwatch_sqlite_integrity_check_ok)",
                                      "{{check}}")),

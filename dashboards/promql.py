@@ -46,6 +46,8 @@ LAST_TRADE_AGE = age("pitwatch_trading_last_trade_timestamp_seconds")
 
 # --- database --------------------------------------------------------------------------
 DB_PROBE_P99 = quantile(0.99, "pitwatch_sqlite_probe_query_duration_seconds")
+# The DB query SLI (alerts/rules/slo.yml): the app's queries, else the probe; `source` says which.
+DB_QUERY_P99 = "max by (source) (slo:db_query_duration_seconds:p99_rate5m)"
 
 # --- backups ---------------------------------------------------------------------------
 SNAPSHOT_AGE = age("pitwatch_backup_snapshot_last_success_timestamp_seconds")

@@ -40,7 +40,9 @@ SOURCES: list[tuple[str, Feeds, str]] = [
      "needs platform.app_pid_file"),
     ("pitwatch_app_", lambda c: c.platform.instrumented,
      "needs the app instrumented (pitwatch.exporters.flask.instrument, platform.instrumented)"),
-    # The SLO recording rules (alerts/rules/slo.yml) read the app's request metrics.
+    # The DB query SLI falls back to the exporter's probe: always fed. The other SLO
+    # recording rules (alerts/rules/slo.yml) read the app's request metrics.
+    ("slo:db_query_", lambda c: True, ""),
     ("slo:", lambda c: c.platform.instrumented,
      "needs the app instrumented (its request metrics feed the slo: recording rules; "
      "platform.instrumented)"),

@@ -157,7 +157,7 @@ def test_overview_shows_what_the_platform_is_judged_by(models):
                    "pitwatch_app_http_request_duration_seconds_bucket",
                    'status=~"5.."', "pitwatch_app_trades_processed_total",
                    "pitwatch_trading_last_trade_timestamp_seconds",
-                   "pitwatch_sqlite_probe_query_duration_seconds_bucket",
+                   "slo:db_query_duration_seconds:p99_rate5m",
                    "pitwatch_backup_snapshot_last_success_timestamp_seconds",
                    "pitwatch_backup_restore_test_duration_seconds",
                    "pitwatch_security_tls_cert_not_after_timestamp_seconds",

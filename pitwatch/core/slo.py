@@ -46,6 +46,22 @@ BURN_FOR = "1m"
 
 REQUESTS = "pitwatch_app_http_request_total"
 DURATION_BUCKET = "pitwatch_app_http_request_duration_seconds_bucket"
+# The DB query SLI: the app's own queries where it is instrumented and queries, else the
+# exporter's synthetic probe. `source` says which, for the boards.
+APP_QUERY = "pitwatch_app_db_query_duration_seconds"
+PROBE_QUERY = "pitwatch_sqlite_probe_query_duration_seconds"
+DB_QUERY_P99 = "slo:db_query_duration_seconds:p99_rate5m"
+SOURCE_APP, SOURCE_PROBE = "app queries", "synthetic probe"
+
+
+def db_query_p99() -> str:
+    """p99 of the app's queries over 5m, or (only when it ran none) of the probe query."""
+    app = (f'histogram_quantile(0.99, sum by (job, le) (rate({APP_QUERY}_bucket{{job="app"}}[5m])))\n'
+           f'  and on (job) sum by (job) (rate({APP_QUERY}_count{{job="app"}}[5m])) > 0')
+    probe = f"histogram_quantile(0.99, sum by (job, le) (rate({PROBE_QUERY}_bucket[5m])))"
+    return (f'label_replace(\n{_block(app, 2)},\n  "source", "{SOURCE_APP}", "", "")\n'
+            f'or on ()\n'
+            f'label_replace(\n{_block(probe, 2)},\n  "source", "{SOURCE_PROBE}", "", "")')
 
 
 @dataclass(frozen=True)
@@ -312,6 +328,7 @@ def rules_yaml(s: Spec | None = None) -> str:
                            {"slo": o.slo})
     out += _record("slo:burn_rate:ratio_rate1h",
                    joined.format(name="slo:sli_error:ratio_rate1h"))
+    out += _record(DB_QUERY_P99, db_query_p99())
     out += f"\n  - name: slo_sli_long\n    interval: {LONG_INTERVAL}\n    rules:\n"
     for window in LONG_WINDOWS:
         for o in s.objectives:
