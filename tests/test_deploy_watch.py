@@ -180,14 +180,26 @@ def test_the_verdict_follows_the_slo_spec():
     from pitwatch.core.config import Slo
 
     slo = Slo()
-    assert watch.breach(watch.Tally(100, 6, 0), slo, "app").startswith("app: 6 of 100 requests failed")
-    assert watch.breach(watch.Tally(100, 5, 0), slo, "app") is None  # 5 % is not over 5 %
+    assert watch.breach(watch.Tally(100, 15, 0), slo, "app").startswith("app: 15 of 100 requests failed")
+    # Over 5 %, but the low end of its confidence interval is not: noise, not evidence.
+    assert watch.breach(watch.Tally(100, 6, 0), slo, "app") is None
+    assert watch.breach(watch.Tally(49, 0, 3), slo, "app") is None  # a busy host's odd slow ones
     assert watch.breach(watch.Tally(10, 10, 0), slo, "app") is None  # too few to judge
-    assert watch.breach(watch.Tally(100, 0, 6), slo, "app").startswith("app: 6 of 100 requests "
-                                                                       "slower than 200 ms")
+    assert watch.breach(watch.Tally(20, 20, 0), slo, "app")  # a release that fails all
+    assert watch.breach(watch.Tally(100, 0, 15), slo, "app").startswith("app: 15 of 100 requests "
+                                                                        "slower than 200 ms")
     stricter = Slo(rollback_error_ratio=0.01, latency_threshold="0.1s", latency_objective=0.99)
-    assert watch.breach(watch.Tally(300, 4, 0), stricter, "smoke")
-    assert "slower than 100 ms" in watch.breach(watch.Tally(300, 0, 4), stricter, "smoke")
+    assert watch.breach(watch.Tally(300, 12, 0), stricter, "smoke")
+    assert watch.breach(watch.Tally(300, 12, 0), slo, "smoke") is None
+    assert "slower than 100 ms" in watch.breach(watch.Tally(300, 0, 12), stricter, "smoke")
+
+
+def test_the_lower_bound_is_wilsons():
+    assert watch.lower_bound(0, 50) == 0
+    assert 0.02 < watch.lower_bound(3, 49) < 0.03
+    assert 0.68 < watch.lower_bound(40, 50) < 0.70
+    # More requests, a narrower interval.
+    assert watch.lower_bound(30, 100) < watch.lower_bound(300, 1000) < 0.30
 
 
 def test_counts_are_increases_and_survive_a_counter_reset():

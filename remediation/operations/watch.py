@@ -15,11 +15,14 @@ share above the rollback error ratio, or a share of requests slower than the lat
 threshold above what the latency objective allows (p95 over 200 ms by default). The
 evidence accumulates from the start, so a bad release is found as soon as enough of
 its requests show it — seconds under real traffic — and a good one is watched to the
-end. One odd request never decides: a share counts from :data:`MIN_REQUESTS` requests
-and :data:`MIN_BAD` bad ones.
+end. A few odd requests never decide: a share counts from :data:`MIN_REQUESTS` requests
+and :data:`MIN_BAD` bad ones, and breaches only when even the low end of its 95 %
+confidence interval (Wilson) is above the threshold. Three slow requests of fifty on a
+busy host are noise; forty 5xx of fifty are not.
 """
 from __future__ import annotations
 
+import math
 import time
 import urllib.request
 from dataclasses import dataclass, field
@@ -34,6 +37,15 @@ from pitwatch.remediation.operations import appcontrol
 STEP = 1.0  # seconds between rounds
 MIN_REQUESTS = 20
 MIN_BAD = 3
+Z = 1.645  # one-sided 95 %
+
+
+def lower_bound(bad: float, n: float) -> float:
+    """Low end of the one-sided 95 % Wilson interval of the share ``bad / n``."""
+    p = bad / n
+    centre = p + Z * Z / (2 * n)
+    spread = Z * math.sqrt(p * (1 - p) / n + Z * Z / (4 * n * n))
+    return max(0.0, (centre - spread) / (1 + Z * Z / n))
 
 
 @dataclass
@@ -113,14 +125,15 @@ def breach(t: Tally, targets: Slo, what: str) -> str | None:
     """Why ``t`` breaks the SLO thresholds, or None."""
     if t.requests < MIN_REQUESTS:
         return None
-    if t.errors >= MIN_BAD and t.errors / t.requests > targets.rollback_error_ratio:
+    if t.errors >= MIN_BAD and lower_bound(t.errors, t.requests) > targets.rollback_error_ratio:
         return (f"{what}: {t.errors:.0f} of {t.requests:.0f} requests failed "
-                f"({t.errors / t.requests:.1%} > {targets.rollback_error_ratio:.1%})")
+                f"({t.errors / t.requests:.1%}, at least {lower_bound(t.errors, t.requests):.1%}"
+                f" > {targets.rollback_error_ratio:.1%})")
     allowed = round(1 - targets.latency_objective, 12)
-    if t.slow >= MIN_BAD and t.slow / t.requests > allowed:
+    if t.slow >= MIN_BAD and lower_bound(t.slow, t.requests) > allowed:
         return (f"{what}: {t.slow:.0f} of {t.requests:.0f} requests slower than "
-                f"{targets.latency_threshold * 1000:g} ms ({t.slow / t.requests:.1%} > "
-                f"{allowed:.1%})")
+                f"{targets.latency_threshold * 1000:g} ms ({t.slow / t.requests:.1%}, at least "
+                f"{lower_bound(t.slow, t.requests):.1%} > {allowed:.1%})")
     return None
 
 
