@@ -57,6 +57,7 @@ monitoring:
 links:
   runbook: https://wiki.journal.example.com/pitwatch/runbook
   grafana: https://grafana.journal.example.com
+  remediator: https://ops.journal.example.com/pitwatch
 """)
     return path
 
@@ -142,6 +143,9 @@ def test_a_platform_names_its_jobs_and_links_and_they_reach_every_file(tmp_path)
     template = (out / "alertmanager" / "templates" / "pitwatch.tmpl").read_text()
     # The board link (the overview, or the remediation board for remediation alerts).
     assert "Board:      https://grafana.journal.example.com/d/" in template
+    # The status page where people reach it, not the address Prometheus scrapes.
+    assert "Output:     https://ops.journal.example.com/pitwatch/{{ with .Labels.run }}" in template
+    assert "http://{{ .Labels.instance }}" not in template
     assert "localhost:3000" not in template
 
     am_file = str(out / "alertmanager" / "alertmanager.yml")

@@ -451,6 +451,9 @@ class Links(Model):
     grafana: str | None = None
     prometheus: str | None = None
     alertmanager: str | None = None
+    # The remediator's status page as people reach it (TLS, a proxy); default: the
+    # address Prometheus scrapes it at, which may be internal.
+    remediator: str | None = None
 
 
 
