@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import re
-import shutil
 import sqlite3
 import statistics
 import subprocess
@@ -17,8 +16,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from pitwatch.core import config
 from pitwatch.demo import app as demo_app
 from pitwatch.demo import platform, releases, store
-from pitwatch.core.procs import Child, free_port, wait_http
-from support.fixtures import without_redis
+from pitwatch.core.procs import Child, wait_http
+from support.fixtures import demo_copy
 from support.servers import start_redis
 from support.waiting import EVENTUALLY, STARTUP, wait_until
 
@@ -34,14 +33,7 @@ def seeded(tmp_path_factory):
 
 @pytest.fixture
 def cfg(seeded, tmp_path):
-    root = tmp_path / "demo"
-    shutil.copytree(seeded, root, symlinks=True)
-    text = (root / "pitwatch.yml").read_text().replace(str(seeded), str(root))
-    # A port of our own, so tests in parallel folders never collide.
-    text = text.replace(config.load(seeded / "pitwatch.yml").platform.app_url,
-                        f"http://127.0.0.1:{free_port()}")
-    (root / "pitwatch.yml").write_text(text)
-    return config.load(without_redis(root / "pitwatch.yml"))
+    return config.load(demo_copy(seeded, tmp_path / "demo"))
 
 
 def sample(text: str, name: str, **labels) -> float | None:

@@ -5,7 +5,6 @@ its watch stops, every switch recorded and exposed."""
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 import sys
 import threading
@@ -14,12 +13,12 @@ import pytest
 import requests
 
 from pitwatch.core import config
-from pitwatch.core.procs import Child, free_port, wait_http
+from pitwatch.core.procs import Child, wait_http
 from pitwatch.demo import platform, releases, traffic
 from pitwatch.exporters.registry import build_concerns
 from pitwatch.remediation.operations import deploys, watch
 from pitwatch.remediation.operations.deploys import Record
-from support.fixtures import without_redis
+from support.fixtures import demo_copy
 from support.toy_platform import make_platform
 from support.waiting import STARTUP
 
@@ -38,12 +37,7 @@ def seeded(tmp_path_factory):
 def demo(seeded, tmp_path):
     """The demo app of a fresh copy of the seeded folder, on a port of its own."""
     root = tmp_path / "demo"
-    shutil.copytree(seeded, root, symlinks=True)
-    text = (root / "pitwatch.yml").read_text().replace(str(seeded), str(root))
-    text = text.replace(config.load(seeded / "pitwatch.yml").platform.app_url,
-                        f"http://127.0.0.1:{free_port()}")
-    (root / "pitwatch.yml").write_text(text)
-    cfg = config.load(without_redis(root / "pitwatch.yml"))
+    cfg = config.load(demo_copy(seeded, root))
     app = Child("app", [sys.executable, "-m", "pitwatch", "demo", "app", "--config", str(cfg.source)],
                 log=root / "logs" / "app.log")
     try:

@@ -73,6 +73,22 @@ def without_redis(config_path: Path) -> Path:
     return config_path
 
 
+def demo_copy(seeded: Path, root: Path) -> Path:
+    """A copy of a seeded demo folder at ``root``, its app on a port of its own (tests in
+    parallel folders never collide) and without Redis; its pitwatch.yml."""
+    import shutil
+
+    from pitwatch.core import config
+    from pitwatch.core.procs import free_port
+
+    shutil.copytree(seeded, root, symlinks=True)
+    text = (root / "pitwatch.yml").read_text().replace(str(seeded), str(root))
+    text = text.replace(config.load(seeded / "pitwatch.yml").platform.app_url,
+                        f"http://127.0.0.1:{free_port()}")
+    (root / "pitwatch.yml").write_text(text)
+    return without_redis(root / "pitwatch.yml")
+
+
 def make_cert(folder: Path, name: str, days: float) -> tuple[Path, Path, float]:
     """A self-signed certificate for 127.0.0.1 valid ``days`` more: (cert, key, not-after)."""
     from cryptography import x509
