@@ -97,24 +97,25 @@ def rule_files(cfg: Config) -> dict[str, str]:
     """
     names = job_names(cfg)
     runbook = cfg.links.runbook
-    unscraped = {f'absent(up{{job="{names[role]}"}})' for role in blind.absent_jobs(cfg)}
+    # The shipped rules name jobs by role; they are renamed below, after this.
+    unscraped = {f'absent(up{{job="{role}"}})' for role in blind.absent_jobs(cfg)}
     targets = slo.spec(cfg.slo)
     out = {}
     for path in sorted(resources.alerts("rules").glob("*.yml")):
         # The shipped rules hold the stated targets; the `slo:` section may move them.
         text = slo.rules_yaml(targets) if path.name == SLO_RULES else path.read_text()
         doc = yaml.safe_load(text)
-        if slo.retarget(doc, targets):
+        changed = slo.retarget(doc, targets)
+        for group in doc["groups"]:
+            kept = [r for r in group["rules"] if r.get("expr") not in unscraped]
+            changed |= len(kept) != len(group["rules"])
+            group["rules"] = kept
+        if changed:  # else the shipped text, comments and all
             text = yaml.safe_dump(doc, sort_keys=False, width=100)
         text = rename_jobs(text, names)
         text = RULE_JOB_LABEL.sub(lambda m: m.group(1) + names[m.group(2)], text)
         if runbook:
             text = text.replace(SHIPPED_RUNBOOK, runbook.rstrip("/"))
-        if any(expr in text for expr in unscraped):
-            doc = yaml.safe_load(text)
-            for group in doc["groups"]:
-                group["rules"] = [r for r in group["rules"] if r.get("expr") not in unscraped]
-            text = yaml.safe_dump(doc, sort_keys=False, width=100)
         out[path.name] = text
     return out
 

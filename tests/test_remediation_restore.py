@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 
 from pitwatch.core import backups
-from pitwatch.core.procs import Child
 from support.toy_platform import PY, damage, make_db, make_platform
 from support.waiting import EVENTUALLY, wait_until
 

@@ -38,6 +38,7 @@ from typing import Callable
 
 from pitwatch.core import backups, procs
 from pitwatch.core.config import Config
+from pitwatch.core.times import parse_time
 
 from pitwatch.remediation.operations import appcontrol as app
 from pitwatch.remediation.operations.fencing import Fenced, fenced
@@ -223,12 +224,8 @@ def restore(cfg: Config, source: str | None = None, at: str | None = None,
                 say(f"cannot read the replica's position: {exc}")
                 backup_time = None
             if at and backup_time is not None:
-                from pitwatch.core.times import parse_time
-
                 backup_time = min(backup_time, parse_time(at).timestamp())
         elif source == "snapshot":
-            from pitwatch.core.times import parse_time
-
             when = None
             if at:
                 try:
